@@ -1,0 +1,38 @@
+# jaxsafe developer commands. Each target installs what it needs first, so a fresh clone with
+# only Python 3.11 and pip can run `make demo` or `make test` directly.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.8
+# uv must never fetch an interpreter, and must install exactly what uv.lock says.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install demo test test-slow bench lint clean
+
+install: $(VENV)/.installed
+
+# Re-run only when the lock or the project metadata change (idempotent).
+$(VENV)/.installed: pyproject.toml uv.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --inexact --extra dev --python $(BIN)/python
+	@touch $@
+
+demo: install
+	$(BIN)/python -m jaxsafe.demo
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+lint: install
+	$(BIN)/ruff check jaxsafe envs tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

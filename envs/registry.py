@@ -1,0 +1,83 @@
+"""The task registry: ``make(id)`` and the list of ids with one-line descriptions."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, NamedTuple
+
+from jaxsafe.envs.core import Env
+from jaxsafe.envs.wrappers import AutoReset, EpisodeStats, TimeLimit, VmapWrapper
+
+
+class TaskSpec(NamedTuple):
+  factory: Callable[..., Env]
+  description: str
+
+
+def _function(**kw):
+  from jaxsafe.envs.function import FunctionEnv
+  return FunctionEnv(floor=False, **kw)
+
+
+def _function_floor(**kw):
+  from jaxsafe.envs.function import FunctionEnv
+  return FunctionEnv(floor=True, **kw)
+
+
+def _brax(name):
+  def factory(**kw):
+    from jaxsafe.envs import brax_tasks
+    return brax_tasks.TASKS[name](**kw)
+  return factory
+
+
+_REGISTRY: dict[str, TaskSpec] = {
+    "function": TaskSpec(_function, "1-D point, reward = cost = f(x) (CGPO App. C, Eq. 70); T=100, b=8"),
+    "function-floor": TaskSpec(_function_floor, "FunctionEnv with floor(x) (CGPO Eq. 83), non-differentiable; T=100, b=8"),
+    "cartpole-position": TaskSpec(_brax("cartpole-position"), "Brax CartPole, cost -x_cart^2 (CGPO App. E.1); T=300, b=-50"),
+    "reacher-position": TaskSpec(_brax("reacher-position"), "Brax Reacher, cost |fingertip-target|^2 (CGPO App. E.2); T=300, b=400"),
+    "halfcheetah-velocity": TaskSpec(_brax("halfcheetah-velocity"), "Brax HalfCheetah, cost |v| (CGPO App. E.3); T=200, b=400"),
+    "ant-velocity": TaskSpec(_brax("ant-velocity"), "Brax Ant, cost |v| (CGPO App. E.4); T=300, b=1000"),
+    "swimmer-velocity": TaskSpec(_brax("swimmer-velocity"), "Brax Swimmer, cost |v|, gradients blocked (CGPO App. F.4); T=300, b=150"),
+}
+
+
+def list_envs() -> dict[str, str]:
+  """All registered ids with their one-line descriptions."""
+  return {name: spec.description for name, spec in _REGISTRY.items()}
+
+
+class UnknownEnvError(ValueError):
+  """Raised by ``make`` for an id that is not registered; the message suggests close ids."""
+
+
+def suggest(name: str, choices) -> str:
+  """' (did you mean: a, b?)' for the closest ``choices`` to ``name``, or ''."""
+  close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.4)
+  return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
+         episode_length: int | None = None, **task_kwargs) -> Env:
+  """Builds a task by id, with its time limit.
+
+  Args:
+    env_id: a registered id (see ``list_envs``).
+    num_envs: if given, the env is vmapped over this many copies (``reset`` takes one key).
+    auto_reset: start a new episode (fresh s_0) wherever one ends, and track episode stats.
+    episode_length: overrides the task's horizon T.
+    **task_kwargs: passed to the task's constructor.
+
+  Returns:
+    ``TimeLimit(task)``, wrapped further by ``AutoReset``/``EpisodeStats`` and ``VmapWrapper``
+    when asked.
+  """
+  if env_id not in _REGISTRY:
+    raise UnknownEnvError(f"unknown env id '{env_id}'{suggest(env_id, _REGISTRY)}; "
+                          f"valid ids: {', '.join(_REGISTRY)}")
+  env: Env = TimeLimit(_REGISTRY[env_id].factory(**task_kwargs), episode_length)
+  if auto_reset:
+    env = EpisodeStats(AutoReset(env))
+  if num_envs is not None:
+    env = VmapWrapper(env, num_envs)
+  return env

@@ -1,0 +1,144 @@
+"""The Agent contract and the typed, validated configs every agent shares.
+
+An agent is three pure functions over a pytree state (in the spirit of optax's
+``GradientTransformation``):
+
+- ``init(key, hparams=None) -> state``
+- ``update(state) -> (state, metrics)``: one full iteration of the algorithm, jittable;
+- ``policy(state, obs, key, deterministic=False) -> action``.
+
+A config is a frozen dataclass. Fields made with ``hparam(...)`` are numeric hyper-parameters
+that do not change array shapes: they travel inside the agent state (``state.hparams``), so a
+batch of settings trains as one vmapped program (``jaxsafe train ... --sweep``). Fields made with
+``static(...)`` fix shapes or code paths and are baked into the compiled function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class ConfigError(ValueError):
+  """A bad hyper-parameter name or value; the message is one line, fit for the command line."""
+
+
+def hparam(default: float, low: float | None = None, high: float | None = None,
+           doc: str = "") -> Any:
+  """A numeric hyper-parameter that can be swept (vmapped) and lives in ``state.hparams``."""
+  return dataclasses.field(default=default,
+                           metadata={"sweep": True, "range": (low, high), "doc": doc})
+
+
+def static(default: Any, low: float | None = None, high: float | None = None,
+           choices: tuple | None = None, doc: str = "") -> Any:
+  """A hyper-parameter that fixes shapes or code paths (compiled in, not sweepable)."""
+  return dataclasses.field(default=default, metadata={
+      "sweep": False, "range": (low, high), "choices": choices, "doc": doc})
+
+
+def sweepable(config) -> tuple[str, ...]:
+  return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("sweep"))
+
+
+def hparams_of(config) -> dict[str, jax.Array]:
+  """The sweepable fields of ``config`` as float32 scalars (the ``state.hparams`` pytree)."""
+  return {name: jnp.asarray(getattr(config, name), jnp.float32) for name in sweepable(config)}
+
+
+def _parse(name: str, kind: Any, text: Any) -> Any:
+  """Converts ``text`` (a string from the command line, or a Python value) to the field's type."""
+  if not isinstance(text, str):
+    value = text
+  elif kind is bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+      raise ConfigError(f"--set {name}={text}: expected true or false")
+    return lowered in ("true", "1", "yes")
+  elif kind in (int, float):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise ConfigError(f"--set {name}={text}: expected {'an integer' if kind is int else 'a number'}") from None
+  elif typing.get_origin(kind) is tuple:
+    try:
+      value = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+      raise ConfigError(f"--set {name}={text}: expected comma-separated integers, e.g. 64,64") from None
+  else:
+    value = text
+  if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if kind is int and isinstance(value, float) and value.is_integer():
+    value = int(value)
+  expected = typing.get_origin(kind) or kind
+  if expected in (int, float, bool, str, tuple) and not isinstance(value, expected):
+    raise ConfigError(f"--set {name}={text}: expected a value of type {getattr(expected, '__name__', expected)}")
+  return value
+
+
+def _check(config_cls, name: str, value: Any) -> None:
+  field = {f.name: f for f in dataclasses.fields(config_cls)}[name]
+  low, high = field.metadata.get("range", (None, None))
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if value != value or value in (float("inf"), float("-inf")):
+      raise ConfigError(f"--set {name}={value}: must be a finite number")
+    if (low is not None and value < low) or (high is not None and value > high):
+      bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+      raise ConfigError(f"--set {name}={value}: out of range {bounds}")
+  if isinstance(value, tuple) and (not value or any(v < 1 for v in value)):
+    raise ConfigError(f"--set {name}={value}: expected positive layer sizes")
+  choices = field.metadata.get("choices")
+  if choices and value not in choices:
+    raise ConfigError(f"--set {name}={value}: expected one of {', '.join(map(str, choices))}")
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+  """Returns ``config`` with ``overrides`` (strings or values) parsed and validated.
+
+  Raises:
+    ConfigError: unknown key (with close names suggested), wrong type, or out of range.
+  """
+  from jaxsafe.envs.registry import suggest
+
+  cls = type(config)
+  types = typing.get_type_hints(cls)
+  names = [f.name for f in dataclasses.fields(cls)]
+  changes = {}
+  for name, text in overrides.items():
+    if name not in names:
+      raise ConfigError(f"unknown hyper-parameter '{name}' for {cls.__name__}"
+                        f"{suggest(name, names)}; valid: {', '.join(names)}")
+    kind = types[name]
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+      kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    value = _parse(name, kind, text)
+    _check(cls, name, value)
+    changes[name] = value
+  return dataclasses.replace(config, **changes)
+
+
+def describe(config) -> list[tuple[str, Any, str, bool]]:
+  """(name, default, doc, sweepable) of every field, for ``jaxsafe list --verbose`` and docs."""
+  return [(f.name, getattr(config, f.name), f.metadata.get("doc", ""), bool(f.metadata.get("sweep")))
+          for f in dataclasses.fields(config)]
+
+
+class Agent(NamedTuple):
+  """A training algorithm as pure functions over its state pytree (see module docstring)."""
+
+  name: str
+  config: Any
+  env: Any  # the vmapped, auto-resetting training env
+  init: Callable[..., Any]
+  update: Callable[[Any], tuple[Any, dict[str, jax.Array]]]
+  policy: Callable[..., jax.Array]
+
+  @property
+  def steps_per_update(self) -> int:
+    """Env steps consumed by one ``update`` (all envs)."""
+    return self.config.num_envs * self.config.rollout_length

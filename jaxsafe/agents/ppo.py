@@ -1,0 +1,254 @@
+"""PPO, PPO-Lag and PID-Lag: one clipped-surrogate learner, three ways to handle the cost.
+
+- ``ppo``: PPO-Clip (Schulman et al. 2017, Eq. 7), the unconstrained reference; the cost critic
+  is still trained so the cost value is logged.
+- ``ppo-lag``: maximise J_R - lambda (J_C - b) with lambda updated by projected gradient ascent on
+  the measured episode cost (Ray, Achiam and Amodei 2019, "Benchmarking Safe Exploration").
+- ``pid-lag``: lambda from the PID controller of Stooke, Achiam and Abbeel (2020), Algorithm 2
+  (called CPPO-PID elsewhere).
+
+One ``update`` reads top to bottom like the algorithm box: collect a batch with the current
+policy, estimate reward and cost advantages with GAE, update the multiplier on the batch's episode
+cost, then run epochs of minibatch SGD on
+
+    L = -E[min(rho A, clip(rho, 1-eps, 1+eps) A)] + c_v (L_V^R + L_V^C) - c_ent H(pi),
+    A = (A^R - lambda A^C) / (1 + lambda)                     (OmniSafe's PPO-Lag normalisation)
+
+with A^R and A^C each standardised over the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxsafe.agents.base import Agent, ConfigError, hparam, hparams_of, static
+from jaxsafe.core import distributions, lagrange, normalize
+from jaxsafe.core.networks import ACTIVATIONS, Critic, GaussianActor
+from jaxsafe.core.returns import gae
+from jaxsafe.core.rollout import finished_episode_means, rollout
+from jaxsafe.envs.core import Env, State
+
+CONSTRAINT_MODES = ("none", "lagrangian", "pid")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+  """Hyper-parameters of ``ppo``, ``ppo-lag`` and ``pid-lag``.
+
+  Sources of the defaults: PPO values (clip 0.2, GAE lambda 0.95, gamma 0.99, Adam 3e-4 with eps
+  1e-5, max grad norm 0.5, 10 epochs, tanh 64x64 networks, orthogonal init) from CleanRL's
+  ``ppo_continuous_action.py`` and Andrychowicz et al. (2021); the multiplier learning rate 0.035
+  from OmniSafe's PPOLag; the PID gains and EMA weights from OmniSafe's CPPOPID (Kp 0.1, Ki 0.01,
+  Kd 0.01, EMA 0.95), which follow Stooke et al. (2020). ``num_envs * rollout_length`` env steps
+  are consumed per update.
+  """
+
+  # Static: fix shapes or code paths.
+  num_envs: int = static(64, 1, doc="parallel environments")
+  rollout_length: int = static(100, 1, doc="steps per env per update")
+  update_epochs: int = static(10, 1, doc="SGD epochs per update")
+  num_minibatches: int = static(8, 1, doc="minibatches per epoch")
+  hidden_sizes: tuple[int, ...] = static((64, 64), doc="hidden layers of actor and critics")
+  activation: str = static("tanh", choices=tuple(ACTIVATIONS), doc="hidden activation")
+  distribution: str = static("tanh_normal", choices=distributions.KINDS, doc="action distribution")
+  normalize_observations: bool = static(True, doc="running mean/std observation normalisation")
+  # Sweepable: numeric, live in state.hparams.
+  learning_rate: float = hparam(3e-4, 0.0, 1.0, doc="Adam step size")
+  gamma: float = hparam(0.99, 0.0, 1.0, doc="discount for reward and cost")
+  gae_lambda: float = hparam(0.95, 0.0, 1.0, doc="GAE lambda")
+  clip_eps: float = hparam(0.2, 0.0, 1.0, doc="PPO ratio clip")
+  entropy_coef: float = hparam(0.0, 0.0, None, doc="entropy bonus")
+  value_coef: float = hparam(0.5, 0.0, None, doc="weight of the critics' losses")
+  max_grad_norm: float = hparam(0.5, 1e-8, None, doc="global gradient-norm clip")
+  log_std_init: float = hparam(-0.5, -5.0, 2.0, doc="initial log std of the policy")
+  cost_limit: Optional[float] = hparam(None, doc="episode cost limit b (default: the task's)")
+  lagrangian_lr: float = hparam(0.035, 0.0, None, doc="ppo-lag: multiplier step size")
+  lagrangian_init: float = hparam(0.0, 0.0, None, doc="ppo-lag: initial multiplier")
+  pid_kp: float = hparam(0.1, 0.0, None, doc="pid-lag: proportional gain")
+  pid_ki: float = hparam(0.01, 0.0, None, doc="pid-lag: integral gain")
+  pid_kd: float = hparam(0.01, 0.0, None, doc="pid-lag: derivative gain")
+  pid_delta_ema: float = hparam(0.95, 0.0, 0.999, doc="pid-lag: EMA weight on the P term")
+  pid_d_ema: float = hparam(0.95, 0.0, 0.999, doc="pid-lag: EMA weight on the D term's cost")
+
+
+@struct.dataclass
+class PPOState:
+  params: dict
+  opt_state: optax.OptState
+  obs_stats: normalize.RunningStats
+  lagrange: lagrange.LagrangeState
+  env_state: State
+  rng: jax.Array
+  hparams: dict
+  iteration: jax.Array
+  last_episode: jax.Array  # (return, cost) of the latest finished episodes; NaN before any
+
+
+def _optimizer(hp: dict) -> optax.GradientTransformation:
+  # Built from traced hyper-parameters, so a vmapped batch of settings shares one program.
+  return optax.chain(optax.clip_by_global_norm(hp["max_grad_norm"]),
+                     optax.adam(hp["learning_rate"], eps=1e-5))
+
+
+def _standardize(x: jax.Array) -> jax.Array:
+  return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = "ppo") -> Agent:
+  """Builds a PPO-family agent on ``env`` (vmapped over ``config.num_envs``, auto-resetting)."""
+  if constraint not in CONSTRAINT_MODES:
+    raise ValueError(f"constraint must be one of {CONSTRAINT_MODES}, got {constraint!r}")
+  batch_size = config.num_envs * config.rollout_length
+  if batch_size % config.num_minibatches:
+    raise ConfigError(f"num_envs * rollout_length = {batch_size} is not divisible by "
+                      f"num_minibatches = {config.num_minibatches}")
+  if config.cost_limit is None:
+    config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
+  obs_size, act_size = env.observation_size, env.action_size
+  actor = GaussianActor(act_size, config.hidden_sizes, config.activation)
+  critic = Critic(config.hidden_sizes, config.activation)
+
+  def norm(stats, obs):
+    return normalize.normalize(stats, obs) if config.normalize_observations else obs
+
+  def dist_of(actor_params, hp, obs):
+    mean, log_std = actor.apply(actor_params, obs)
+    return distributions.make_distribution(config.distribution, mean, log_std)
+
+  def init(key: jax.Array, hparams: dict | None = None) -> PPOState:
+    hp = hparams_of(config) if hparams is None else hparams
+    k_actor, k_reward, k_cost, k_env, rng = jax.random.split(key, 5)
+    dummy = jnp.zeros((obs_size,))
+    actor_params = actor.init(k_actor, dummy)
+    # The initial std is a hyper-parameter, so it is written into the params here.
+    actor_params["params"]["log_std"] = jnp.full((act_size,), hp["log_std_init"])
+    params = {"actor": actor_params, "reward_critic": critic.init(k_reward, dummy),
+              "cost_critic": critic.init(k_cost, dummy)}
+    env_state = env.reset(k_env)
+    return PPOState(
+        params=params, opt_state=_optimizer(hp).init(params),
+        obs_stats=normalize.update(normalize.init(obs_size), env_state.obs),
+        lagrange=lagrange.init(hp["lagrangian_init"] if constraint == "lagrangian" else 0.0),
+        env_state=env_state, rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
+        last_episode=jnp.full((2,), jnp.nan))
+
+  def policy(state: PPOState, obs: jax.Array, key: jax.Array | None = None,
+             deterministic: bool = False) -> jax.Array:
+    dist = dist_of(state.params["actor"], state.hparams, norm(state.obs_stats, obs))
+    if deterministic:
+      return distributions.mode(dist)
+    return distributions.sample(dist, key)[0]
+
+  def update_multiplier(lag: lagrange.LagrangeState, hp: dict, episode_cost: jax.Array):
+    if constraint == "none":
+      return lag
+    if constraint == "lagrangian":
+      new = lagrange.gradient_ascent_update(lag, episode_cost, hp["cost_limit"], hp["lagrangian_lr"])
+    else:
+      new = lagrange.pid_update(lag, episode_cost, hp["cost_limit"], hp["pid_kp"], hp["pid_ki"],
+                                hp["pid_kd"], hp["pid_delta_ema"], hp["pid_d_ema"])
+    # No episode finished in this batch: nothing measured, keep the multiplier.
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), new, lag)
+
+  def loss_fn(params, hp, stats, batch):
+    obs = norm(stats, batch["obs"])
+    dist = dist_of(params["actor"], hp, obs)
+    log_ratio = distributions.log_prob(dist, batch["raw_action"]) - batch["log_prob"]
+    ratio = jnp.exp(log_ratio)
+    adv = batch["advantage"]
+    clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
+    policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+    value_loss = 0.5 * ((critic.apply(params["reward_critic"], obs) - batch["reward_target"]) ** 2).mean()
+    cost_value_loss = 0.5 * ((critic.apply(params["cost_critic"], obs) - batch["cost_target"]) ** 2).mean()
+    entropy = distributions.entropy(dist).mean()
+    total = policy_loss + hp["value_coef"] * (value_loss + cost_value_loss) - hp["entropy_coef"] * entropy
+    aux = {"policy_loss": policy_loss, "value_loss": value_loss, "cost_value_loss": cost_value_loss,
+           "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+           "clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
+    return total, aux
+
+  def update(state: PPOState) -> tuple[PPOState, dict]:
+    hp, stats, params = state.hparams, state.obs_stats, state.params
+    rng, rollout_key, sgd_key = jax.random.split(state.rng, 3)
+
+    # --- 1. Collect num_envs x rollout_length steps with the current policy. ----------------
+    def act(obs, key):
+      return distributions.sample(dist_of(params["actor"], hp, norm(stats, obs)), key)
+
+    env_state, data = rollout(env, state.env_state, act, rollout_key, config.rollout_length)
+
+    # --- 2. GAE for reward and cost (bootstrapping through truncation, not termination). ---
+    def values(critic_params, obs):
+      return critic.apply(critic_params, norm(stats, obs))
+
+    terminations = data.done * (1.0 - data.truncation)
+    adv_r, target_r = gae(data.reward, values(params["reward_critic"], data.obs),
+                          values(params["reward_critic"], data.next_obs), terminations, data.done,
+                          hp["gamma"], hp["gae_lambda"])
+    adv_c, target_c = gae(data.cost, values(params["cost_critic"], data.obs),
+                          values(params["cost_critic"], data.next_obs), terminations, data.done,
+                          hp["gamma"], hp["gae_lambda"])
+
+    # --- 3. Multiplier step on the batch's measured episode cost J_C. ----------------------
+    episode_return, episode_cost, episodes = finished_episode_means(data)
+    lag = update_multiplier(state.lagrange, hp, episode_cost)
+    lam = lag.multiplier
+    advantage = (_standardize(adv_r) - lam * _standardize(adv_c)) / (1.0 + lam)
+
+    # --- 4. Epochs of minibatch SGD on the clipped surrogate and the critics. --------------
+    flat = lambda x: x.reshape((batch_size,) + x.shape[2:])
+    batch = {"obs": flat(data.obs), "raw_action": flat(data.raw_action),
+             "log_prob": flat(data.log_prob), "advantage": flat(advantage),
+             "reward_target": flat(target_r), "cost_target": flat(target_c)}
+    tx = _optimizer(hp)
+
+    def sgd_step(carry, minibatch):
+      params, opt_state = carry
+      grads, aux = jax.grad(loss_fn, has_aux=True)(params, hp, stats, minibatch)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      aux["grad_norm"] = optax.global_norm(grads)
+      return (optax.apply_updates(params, updates), opt_state), aux
+
+    def epoch(carry, key):
+      perm = jax.random.permutation(key, batch_size)
+      shuffled = jax.tree_util.tree_map(
+          lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
+      return jax.lax.scan(sgd_step, carry, shuffled)
+
+    (params, opt_state), aux = jax.lax.scan(
+        epoch, (params, state.opt_state), jax.random.split(sgd_key, config.update_epochs))
+
+    # --- 5. Bookkeeping. --------------------------------------------------------------------
+    if config.normalize_observations:
+      stats = normalize.update(stats, data.obs)
+    measured = jnp.stack([episode_return, episode_cost])
+    last_episode = jnp.where(jnp.isnan(measured), state.last_episode, measured)
+    iteration = state.iteration + 1
+    new_state = state.replace(params=params, opt_state=opt_state, obs_stats=stats, lagrange=lag,
+                              env_state=env_state, rng=rng, iteration=iteration,
+                              last_episode=last_episode)
+    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)]))
+    metrics = {
+        "iteration": iteration,
+        "env_steps": iteration * batch_size,
+        "episode_return": last_episode[0],
+        "episode_cost": last_episode[1],
+        "episodes": episodes,
+        "cost_limit": hp["cost_limit"],
+        "params_finite": finite.astype(jnp.float32),
+        f"{name}/multiplier": lam,
+        f"{name}/reward_advantage": adv_r.mean(),
+        f"{name}/cost_advantage": adv_c.mean(),
+        f"{name}/step_reward": data.reward.mean(),
+        f"{name}/step_cost": data.cost.mean(),
+        **{f"{name}/{k}": v.mean() for k, v in aux.items()},
+    }
+    return new_state, metrics
+
+  return Agent(name=name, config=config, env=env, init=init, update=update, policy=policy)

@@ -1,0 +1,5 @@
+"""Training, evaluation and plotting (the only I/O in jaxsafe)."""
+
+from jaxsafe.train.runner import RunDirError, RunSpec, TrainingDiverged, plan, resume, run
+
+__all__ = ["RunSpec", "run", "resume", "plan", "RunDirError", "TrainingDiverged"]

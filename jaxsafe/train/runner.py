@@ -1,0 +1,305 @@
+"""The training runner: the only place in jaxsafe with I/O.
+
+``run(RunSpec(...))`` builds the agent, stacks one agent state per run (hyper-parameter setting x
+seed) and trains them all in one program: a ``jax.jit``-compiled ``lax.scan`` over a chunk of
+``update``s, ``jax.vmap``-ed over the runs axis. Between chunks, on the host, it writes
+``progress.csv``, TensorBoard events and an orbax checkpoint, checks every metric for NaN/inf, and
+updates the progress bar. With several local devices the runs axis is sharded across them
+(``jax.sharding``), so seeds and settings train in parallel on all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsafe import agents
+from jaxsafe.agents.base import Agent, ConfigError, apply_overrides, hparams_of, sweepable
+from jaxsafe.train.checkpoints import Checkpointer
+from jaxsafe.train.logger import RunLogger
+
+#: metrics that are legitimately NaN (no episode has finished yet); all others must be finite.
+MAY_BE_NAN = frozenset({"episode_return", "episode_cost"})
+
+
+class RunDirError(ValueError):
+  """A run directory that is missing, not a run, or already used."""
+
+
+class TrainingDiverged(RuntimeError):
+  """A loss, metric or parameter became NaN or inf; the message names iteration and metric."""
+
+
+@dataclasses.dataclass
+class RunSpec:
+  """Everything that defines a run; saved in ``config.json`` so a run can resume.
+
+  Attributes:
+    algo: algorithm id (``jaxsafe list``).
+    env: env id.
+    seeds: number of seeds per setting (seeds ``seed_offset .. seed_offset + seeds - 1``).
+    total_steps: env steps per run (rounded up to whole updates).
+    overrides: hyper-parameters, ``{name: value or string}``.
+    sweep: ``{name: [values]}``; the cartesian product of settings trains as one vmapped program.
+    chunk_iters: updates per compiled chunk (between logs/checkpoints); None picks ~20 chunks.
+  """
+
+  algo: str
+  env: str
+  seeds: int = 1
+  total_steps: int = 100_000
+  overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+  sweep: dict[str, list] = dataclasses.field(default_factory=dict)
+  seed_offset: int = 0
+  chunk_iters: int | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+  """A validated, built run: the agent, one label and hparams row per run, and its sizes."""
+
+  spec: RunSpec
+  agent: Agent
+  labels: list[dict]
+  keys: jax.Array
+  hparams: dict[str, jax.Array]
+  num_iterations: int
+  chunk_iters: int
+
+
+def plan(spec: RunSpec) -> Plan:
+  """Validates ``spec`` and builds the agent; raises ValueError subclasses on bad input."""
+  if spec.seeds < 1:
+    raise ConfigError(f"--seeds must be >= 1, got {spec.seeds}")
+  if spec.total_steps < 1:
+    raise ConfigError(f"--total-steps must be >= 1, got {spec.total_steps}")
+  agent = agents.make(spec.algo, spec.env, **spec.overrides)
+  names = sweepable(agent.config)
+  settings_values = []
+  for name, values in spec.sweep.items():
+    if name not in names:
+      from jaxsafe.envs.registry import suggest
+      raise ConfigError(f"--sweep {name}: not a sweepable hyper-parameter of {spec.algo}"
+                        f"{suggest(name, names)}; sweepable: {', '.join(names)}")
+    if not values:
+      raise ConfigError(f"--sweep {name}: no values given")
+    parsed = [getattr(apply_overrides(agent.config, {name: v}), name) for v in values]
+    settings_values.append([(name, v) for v in parsed])
+  settings = [dict(combo) for combo in itertools.product(*settings_values)] or [{}]
+  labels, keys, rows = [], [], []
+  for s, setting in enumerate(settings):
+    hp = hparams_of(dataclasses.replace(agent.config, **setting))
+    for k in range(spec.seeds):
+      seed = spec.seed_offset + k
+      labels.append({"setting": s, "seed": seed, **setting})
+      keys.append(jax.random.PRNGKey(seed))
+      rows.append(hp)
+  hparams = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *rows)
+  num_iterations = math.ceil(spec.total_steps / agent.steps_per_update)
+  chunk = spec.chunk_iters or max(1, math.ceil(num_iterations / 20))
+  if chunk < 1:
+    raise ConfigError(f"chunk_iters must be >= 1, got {chunk}")
+  return Plan(spec, agent, labels, jnp.stack(keys), hparams, num_iterations, chunk)
+
+
+def _runs_sharding(num_runs: int):
+  """Shards the leading runs axis over all local devices when it divides evenly."""
+  devices = jax.local_devices()
+  if len(devices) == 1 or num_runs % len(devices):
+    return None
+  mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+
+
+def init_states(p: Plan):
+  """The stacked initial agent states of all runs, sharded over devices where possible."""
+  keys, hparams = p.keys, p.hparams
+  sharding = _runs_sharding(len(p.labels))
+  if sharding is not None:
+    keys, hparams = jax.device_put((keys, hparams), sharding)
+  return jax.jit(jax.vmap(p.agent.init))(keys, hparams)
+
+
+def compile_chunk(agent: Agent, states, length: int):
+  """AOT-compiles ``length`` updates of every run: jit(vmap(scan(update)))."""
+
+  def chunk(state):
+    return jax.lax.scan(lambda s, _: agent.update(s), state, None, length=length)
+
+  return jax.jit(jax.vmap(chunk), donate_argnums=0).lower(states).compile()
+
+
+def _first_nonfinite(metrics: dict[str, np.ndarray]):
+  """(iteration index, run index, metric name, value) of the first bad entry, or None."""
+  worst = None
+  for name, values in metrics.items():
+    if name in MAY_BE_NAN:
+      continue
+    bad = ~np.isfinite(values) if name != "params_finite" else values < 0.5
+    if bad.any():
+      runs, iters = np.nonzero(bad)
+      i = int(iters.min())
+      r = int(runs[iters == i][0])
+      if worst is None or i < worst[0]:
+        worst = (i, r, name, values[r, i])
+  return worst
+
+
+def _save_json(path: str, data: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=2, default=str)
+  os.replace(tmp, path)  # atomic on POSIX
+
+
+def _default_run_dir(spec: RunSpec) -> str:
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  return os.path.join("runs", f"{spec.algo}_{spec.env}_{stamp}")
+
+
+def run(spec: RunSpec, run_dir: str | None = None, progress: bool = True) -> dict:
+  """Trains a new run in ``run_dir`` (which must not hold a run yet); returns the summary."""
+  p = plan(spec)  # all validation happens before anything is written
+  run_dir = run_dir or _default_run_dir(spec)
+  if os.path.exists(os.path.join(run_dir, "config.json")):
+    raise RunDirError(f"run directory '{run_dir}' already holds a run; resume it with --resume "
+                      f"{run_dir} or choose another --run-dir")
+  os.makedirs(run_dir, exist_ok=True)
+  config = {"spec": dataclasses.asdict(spec) | {"chunk_iters": p.chunk_iters},
+            "agent_config": dataclasses.asdict(p.agent.config),
+            "num_iterations": p.num_iterations, "steps_per_update": p.agent.steps_per_update,
+            "runs": p.labels, "jax_version": jax.__version__,
+            "devices": [str(d) for d in jax.local_devices()]}
+  _save_json(os.path.join(run_dir, "config.json"), config)
+  states = init_states(p)
+  return _train(p, states, 0, run_dir, progress)
+
+
+def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) -> dict:
+  """Continues the run in ``run_dir`` from its latest checkpoint (to ``total_steps`` if given).
+
+  The result equals an uninterrupted run with the same spec: the whole state (parameters,
+  optimiser, normaliser, multiplier, env states and RNG) is restored.
+  """
+  config_path = os.path.join(run_dir, "config.json")
+  if not os.path.isdir(run_dir):
+    raise RunDirError(f"run directory '{run_dir}' does not exist")
+  if not os.path.exists(config_path):
+    raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
+  with open(config_path) as f:
+    config = json.load(f)
+  spec = RunSpec(**config["spec"])
+  if total_steps is not None:
+    spec.total_steps = total_steps
+  p = plan(spec)
+  checkpointer = Checkpointer(run_dir)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise RunDirError(f"run directory '{run_dir}' has no checkpoint to resume from")
+  states = checkpointer.restore(step, init_states(p))
+  checkpointer.close()
+  config["spec"]["total_steps"] = spec.total_steps
+  config["num_iterations"] = p.num_iterations
+  _save_json(config_path, config)
+  return _train(p, states, step, run_dir, progress)
+
+
+def load_states(run_dir: str):
+  """(plan, restored stacked states, iteration) of the latest checkpoint of ``run_dir``."""
+  config_path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(config_path):
+    raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
+  with open(config_path) as f:
+    spec = RunSpec(**json.load(f)["spec"])
+  p = plan(spec)
+  checkpointer = Checkpointer(run_dir)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise RunDirError(f"run directory '{run_dir}' has no checkpoint")
+  states = checkpointer.restore(step, init_states(p))
+  checkpointer.close()
+  return p, states, step
+
+
+def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
+  from tqdm import tqdm
+
+  logger = RunLogger(run_dir, p.labels)
+  logger.truncate(start)
+  checkpointer = Checkpointer(run_dir)
+  runs, per_update = len(p.labels), p.agent.steps_per_update
+  compiled: dict[int, Any] = {}
+  compile_s = train_s = 0.0
+  history: dict[str, list[np.ndarray]] = {}
+  bar = tqdm(total=p.num_iterations, initial=start, disable=not progress, unit="it",
+             desc=f"{p.spec.algo} {p.spec.env}", dynamic_ncols=True, mininterval=1.0)
+  iteration = start
+  try:
+    while iteration < p.num_iterations:
+      length = min(p.chunk_iters, p.num_iterations - iteration)
+      if length not in compiled:
+        t0 = time.perf_counter()
+        compiled[length] = compile_chunk(p.agent, states, length)
+        compile_s += time.perf_counter() - t0
+      t0 = time.perf_counter()
+      new_states, metrics = compiled[length](states)
+      metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+      elapsed = time.perf_counter() - t0
+      bad = _first_nonfinite(metrics)
+      if bad is not None:
+        i, r, name, value = bad
+        if i:
+          logger.write({k: v[:, :i] for k, v in metrics.items()})
+        raise TrainingDiverged(
+            f"training diverged at iteration {iteration + i + 1} (seed {p.labels[r]['seed']}, "
+            f"setting {p.labels[r]['setting']}): metric '{name}' is {value}; the last good "
+            f"checkpoint (iteration {iteration}) in {run_dir}/checkpoints is intact")
+      states = new_states
+      iteration += length
+      train_s += elapsed
+      sps = length * per_update * runs / elapsed
+      logger.write(metrics)
+      checkpointer.save(iteration, states)
+      for k, v in metrics.items():
+        history.setdefault(k, []).append(v)
+      bar.set_postfix(ret=f"{np.nanmean(metrics['episode_return'][:, -1]):.3g}",
+                      cost=f"{np.nanmean(metrics['episode_cost'][:, -1]):.3g}",
+                      sps=f"{sps:,.0f}", refresh=False)
+      bar.update(length)
+  finally:
+    bar.close()
+    logger.close()
+    checkpointer.close()
+  summary = _summary(p, history, iteration, start, compile_s, train_s)
+  _save_json(os.path.join(run_dir, "summary.json"), summary)
+  return summary
+
+
+def _summary(p: Plan, history, iteration, start, compile_s, train_s) -> dict:
+  trained = iteration - start
+  runs = []
+  if history:
+    full = {k: np.concatenate(v, axis=1) for k, v in history.items()}
+    tail = max(1, full["episode_cost"].shape[1] // 10)
+    for r, label in enumerate(p.labels):
+      runs.append({**label,
+                   "final_episode_return": float(full["episode_return"][r, -1]),
+                   "final_episode_cost": float(full["episode_cost"][r, -1]),
+                   "last10pct_episode_return": float(np.nanmean(full["episode_return"][r, -tail:])),
+                   "last10pct_episode_cost": float(np.nanmean(full["episode_cost"][r, -tail:])),
+                   "cost_limit": float(full["cost_limit"][r, -1])})
+  env_steps = trained * p.agent.steps_per_update * len(p.labels)
+  return {"algo": p.spec.algo, "env": p.spec.env, "iterations": iteration,
+          "env_steps_per_run": iteration * p.agent.steps_per_update,
+          "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
+          "steps_per_second": env_steps / train_s if train_s else None,
+          "devices": len(jax.local_devices()), "runs": runs}
