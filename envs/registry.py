@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 from typing import Callable, NamedTuple
 
 from jaxsafe.envs.core import Env
@@ -26,7 +28,9 @@ def _function_floor(**kw):
 
 def _brax(name):
   def factory(**kw):
-    from jaxsafe.envs import brax_tasks
+    # mujoco.mjx prints "Failed to import warp" to stdout on import; warp is optional and unused.
+    with contextlib.redirect_stdout(io.StringIO()):
+      from jaxsafe.envs import brax_tasks
     return brax_tasks.TASKS[name](**kw)
   return factory
 

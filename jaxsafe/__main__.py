@@ -1,0 +1,5 @@
+import sys
+
+from jaxsafe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""Evaluation of a trained run: deterministic policy, fresh episodes, mean and std per run."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsafe import envs
+from jaxsafe.train.runner import load_states
+
+
+def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
+  """Runs ``episodes`` full episodes per run with the deterministic (mode) policy.
+
+  Returns one dict per run (setting, seed) with mean and std of the undiscounted episode return
+  and cost over the episodes, and the cost limit.
+  """
+  if episodes < 1:
+    raise ValueError(f"--episodes must be >= 1, got {episodes}")
+  p, states, _ = load_states(run_dir)
+  env = envs.make(p.spec.env, num_envs=episodes)
+  agent = p.agent
+
+  def run_episodes(state, key):
+    def body(carry, _):
+      env_state, ret, cost, alive = carry
+      action = agent.policy(state, env_state.obs, None, deterministic=True)
+      env_state = env.step(env_state, action)
+      ret = ret + alive * env_state.reward
+      cost = cost + alive * env_state.cost
+      return (env_state, ret, cost, alive * (1.0 - env_state.done)), None
+
+    zeros = jnp.zeros((episodes,))
+    carry = (env.reset(key), zeros, zeros, jnp.ones((episodes,)))
+    (_, ret, cost, _), _ = jax.lax.scan(body, carry, None, length=env.episode_length)
+    return ret, cost
+
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(p.labels))
+  returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
+  limit = np.asarray(p.hparams["cost_limit"])
+  return [{**label, "episodes": episodes,
+           "return_mean": float(np.mean(returns[r])), "return_std": float(np.std(returns[r])),
+           "cost_mean": float(np.mean(costs[r])), "cost_std": float(np.std(costs[r])),
+           "cost_limit": float(limit[r])}
+          for r, label in enumerate(p.labels)]
