@@ -1,10 +1,10 @@
 """jaxsafe.envs: finite-horizon CMDP tasks in JAX (installed from the top-level ``envs/``)."""
 
 from jaxsafe.envs.core import Env, State, Wrapper
-from jaxsafe.envs.registry import UnknownEnvError, list_envs, make
+from jaxsafe.envs.registry import UnknownEnvError, list_envs, make, register
 from jaxsafe.envs.wrappers import AutoReset, BlockGradient, EpisodeStats, TimeLimit, VmapWrapper
 
 __all__ = [
-    "Env", "State", "Wrapper", "make", "list_envs", "UnknownEnvError",
+    "Env", "State", "Wrapper", "make", "register", "list_envs", "UnknownEnvError",
     "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "BlockGradient",
 ]

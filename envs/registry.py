@@ -46,6 +46,13 @@ _REGISTRY: dict[str, TaskSpec] = {
 }
 
 
+def register(env_id: str, factory: Callable[..., Env], description: str) -> None:
+  """Adds a task to the registry (``factory(**kwargs) -> Env``), e.g. a user's own CMDP."""
+  if env_id in _REGISTRY:
+    raise ValueError(f"env id '{env_id}' is already registered")
+  _REGISTRY[env_id] = TaskSpec(factory, description)
+
+
 def list_envs() -> dict[str, str]:
   """All registered ids with their one-line descriptions."""
   return {name: spec.description for name, spec in _REGISTRY.items()}

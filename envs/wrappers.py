@@ -36,7 +36,7 @@ class TimeLimit(Wrapper):
 
   def __init__(self, env: Env, episode_length: int | None = None):
     super().__init__(env)
-    self.episode_length = int(episode_length or env.episode_length)
+    self.episode_length = int(env.episode_length if episode_length is None else episode_length)
     if self.episode_length < 1:
       raise ValueError(f"episode_length must be >= 1, got {self.episode_length}")
 

@@ -19,7 +19,7 @@ def make_distribution(kind: str, mean: jax.Array, log_std: jax.Array) -> distrax
   """A diagonal Gaussian (``normal``) or its tanh squashing (``tanh_normal``)."""
   base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
   if kind == "normal":
-    return base
+    return distrax.Independent(distrax.Normal(mean, jnp.exp(log_std)), 1)  # not a Transformed
   if kind == "tanh_normal":
     return distrax.Transformed(base, distrax.Block(distrax.Tanh(), 1))
   raise ValueError(f"unknown distribution '{kind}'; valid: {', '.join(KINDS)}")

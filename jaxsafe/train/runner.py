@@ -122,20 +122,27 @@ def _runs_sharding(num_runs: int):
 
 def init_states(p: Plan):
   """The stacked initial agent states of all runs, sharded over devices where possible."""
-  keys, hparams = p.keys, p.hparams
   sharding = _runs_sharding(len(p.labels))
-  if sharding is not None:
-    keys, hparams = jax.device_put((keys, hparams), sharding)
-  return jax.jit(jax.vmap(p.agent.init))(keys, hparams)
+  keys, hparams = p.keys, p.hparams
+  if sharding is None:
+    return jax.jit(jax.vmap(p.agent.init))(keys, hparams)
+  keys, hparams = jax.device_put((keys, hparams), sharding)
+  return jax.jit(jax.vmap(p.agent.init), out_shardings=sharding)(keys, hparams)
 
 
 def compile_chunk(agent: Agent, states, length: int):
-  """AOT-compiles ``length`` updates of every run: jit(vmap(scan(update)))."""
+  """AOT-compiles ``length`` updates of every run: jit(vmap(scan(update))).
+
+  Every leaf of the state and the metrics has the runs axis first; when it is sharded, inputs
+  and outputs are pinned to that sharding so the compiled chunk can be called again on its output.
+  """
 
   def chunk(state):
     return jax.lax.scan(lambda s, _: agent.update(s), state, None, length=length)
 
-  return jax.jit(jax.vmap(chunk), donate_argnums=0).lower(states).compile()
+  sharding = _runs_sharding(jax.tree_util.tree_leaves(states)[0].shape[0])
+  kw = {} if sharding is None else {"in_shardings": sharding, "out_shardings": sharding}
+  return jax.jit(jax.vmap(chunk), donate_argnums=0, **kw).lower(states).compile()
 
 
 def _first_nonfinite(metrics: dict[str, np.ndarray]):
@@ -216,6 +223,8 @@ def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) 
 def load_states(run_dir: str):
   """(plan, restored stacked states, iteration) of the latest checkpoint of ``run_dir``."""
   config_path = os.path.join(run_dir, "config.json")
+  if not os.path.isdir(run_dir):
+    raise RunDirError(f"run directory '{run_dir}' does not exist")
   if not os.path.exists(config_path):
     raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
   with open(config_path) as f:

@@ -1,0 +1,24 @@
+"""Shared test settings: small, fast agents; CPU only; one XLA compilation cache per session.
+
+Compile time dominates these tests, and many of them build the same program (a run and its
+resume, a sweep setting and the equivalent single run). JAX's persistent compilation cache turns
+those repeats into cache hits; it lives in a fresh temporary directory, so every session (and CI)
+starts cold and no stale executable can leak between versions.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_CACHE = tempfile.mkdtemp(prefix="jaxsafe-xla-cache-")
+os.environ["JAXSAFE_TEST_XLA_CACHE"] = _CACHE  # subprocesses of the tests share it
+
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+#: a tiny PPO-family configuration for tests of the runner and the CLI (not of learning).
+TINY = {"num_envs": 8, "rollout_length": 100, "update_epochs": 2, "num_minibatches": 2,
+        "hidden_sizes": "16,16"}
