@@ -53,7 +53,7 @@ def _cmd_train(args) -> int:
              _key_values(args.sweep, "--sweep").items()}
     spec = train.RunSpec(algo=args.algo, env=args.env,
                          seeds=1 if args.seeds is None else args.seeds,
-                         total_steps=args.total_steps or 100_000,
+                         total_steps=100_000 if args.total_steps is None else args.total_steps,
                          overrides=_key_values(args.set, "--set"), sweep=sweep,
                          chunk_iters=args.chunk_iters)
     run_dir = args.run_dir or train.runner._default_run_dir(spec)
