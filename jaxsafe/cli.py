@@ -55,7 +55,7 @@ def _cmd_train(args) -> int:
                          seeds=1 if args.seeds is None else args.seeds,
                          total_steps=100_000 if args.total_steps is None else args.total_steps,
                          overrides=_key_values(args.set, "--set"), sweep=sweep,
-                         chunk_iters=args.chunk_iters)
+                         seed_offset=args.seed_offset, chunk_iters=args.chunk_iters)
     run_dir = args.run_dir or train.runner._default_run_dir(spec)
     summary = train.run(spec, run_dir, progress=not args.quiet)
   print(f"run directory: {run_dir}")
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
   t.add_argument("algo", nargs="?", help="algorithm id (jaxsafe list)")
   t.add_argument("env", nargs="?", help="environment id (jaxsafe list)")
   t.add_argument("--seeds", type=int, help="seeds per setting, trained in parallel (default 1)")
+  t.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
   t.add_argument("--total-steps", type=int, help="env steps per run (default 100000)")
   t.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override")
   t.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
