@@ -212,7 +212,7 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
       params, opt_state = carry
       grads, aux = jax.grad(loss_fn, has_aux=True)(params, hp, stats, minibatch)
       updates, opt_state = tx.update(grads, opt_state, params)
-      aux["grad_norm"] = optax.global_norm(grads)
+      aux["grad_norm"] = optax.tree.norm(grads)
       return (optax.apply_updates(params, updates), opt_state), aux
 
     def epoch(carry, key):

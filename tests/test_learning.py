@@ -1,0 +1,117 @@
+"""Learning test: the Lagrangian agents meet the cost limit of ``function``; plain PPO does not.
+
+Acceptance criterion: PPO-Lag and PID-Lag end with a mean episode cost within 10% of the limit
+b = 8.0 (in [7.2, 8.8]) over the last 10% of training iterations, for each of 3 fixed seeds;
+unconstrained PPO on the same budget ends clearly above the limit.
+
+Each algorithm trains its 3 seeds as one vmapped program (jitted once; every call runs a
+``lax.scan`` over ``CHUNK`` updates). On 2 CPU cores the three fixtures take about 2 minutes in
+all, compile included.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsafe import agents
+
+ENV = "function"
+SEEDS = (0, 1, 2)
+ITERATIONS = 150  # 150 x 16 envs x 100 steps = 240k env steps per seed
+CHUNK = 10  # updates per jitted call
+COST_LIMIT = 8.0
+TOLERANCE = 0.1  # the cost must end within 10% of the limit
+PPO_MIN_COST = 12.0  # "clearly above" the limit for unconstrained PPO
+
+# Overrides of the PPOConfig defaults, and why:
+# - num_envs 16 (default 64): a smaller batch keeps the test fast on CI; rollout_length stays
+#   100 = T, so every env finishes exactly one episode per update (16 episodes per measurement).
+# - learning_rate 1e-4 (default 3e-4): on `function` reward == cost, so the Lagrangian advantage is
+#   ~(1 - lambda) A and the policy only moves the cost up (lambda < 1) or down (lambda > 1). The
+#   cost and the multiplier then form an (almost) undamped oscillator around (J_C = b, lambda = 1)
+#   whose amplitude in J_C grows with the policy's speed and shrinks with the multiplier's; a
+#   slower policy keeps it small.
+# - ppo-lag lagrangian_lr 0.5 (default 0.035, OmniSafe's value for Safety-Gymnasium): with the
+#   default the oscillation swings the episode cost between ~1 and ~20; a faster multiplier tracks
+#   the cost within a few updates and the last-10% mean settles at the limit.
+# - pid-lag pid_ki 0.3 (default 0.01): lambda must reach ~1, i.e. the integral must accumulate
+#   ~1 / Ki of violation; with Ki = 0.01 that takes ~100 cost-units x iterations of overshoot
+#   (integral wind-up). pid_delta_ema 0.5 (default 0.95): a 0.95 EMA delays the P term by ~20
+#   updates, longer than the oscillation, so it damps little; 0.5 keeps the damping.
+# PPO uses the same batch, learning rate and budget as the constrained agents.
+COMMON = {"num_envs": 16, "rollout_length": 100, "learning_rate": 1e-4}
+OVERRIDES = {
+    "ppo": COMMON,
+    "ppo-lag": {**COMMON, "lagrangian_lr": 0.5},
+    "pid-lag": {**COMMON, "pid_ki": 0.3, "pid_delta_ema": 0.5},
+}
+
+
+def _train(name: str) -> dict[str, np.ndarray]:
+  """Trains SEEDS of ``name`` for ITERATIONS updates; returns per-iteration metrics [seed, iter]."""
+  agent = agents.make(name, ENV, **OVERRIDES[name])
+  assert agent.config.cost_limit == COST_LIMIT
+  keys = jnp.stack([jax.random.PRNGKey(seed) for seed in SEEDS])
+  state = jax.jit(jax.vmap(agent.init))(keys)
+  wanted = ("episode_cost", "episode_return", f"{name}/multiplier")
+
+  def chunk(state):
+    state, metrics = jax.lax.scan(lambda s, _: agent.update(s), state, None, length=CHUNK)
+    return state, {k: metrics[k] for k in wanted}
+
+  run = jax.jit(jax.vmap(chunk))
+  history = []
+  for _ in range(ITERATIONS // CHUNK):
+    state, metrics = run(state)
+    history.append(jax.device_get(metrics))
+  return {k: np.concatenate([h[k] for h in history], axis=1) for k in wanted}
+
+
+def _last_fraction_mean(values: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+  """Mean over the last ``fraction`` of iterations, per seed."""
+  n = max(1, round(values.shape[1] * fraction))
+  return values[:, -n:].mean(axis=1)
+
+
+@pytest.fixture(scope="module")
+def ppo_run():
+  return _train("ppo")
+
+
+@pytest.fixture(scope="module")
+def ppo_lag_run():
+  return _train("ppo-lag")
+
+
+@pytest.fixture(scope="module")
+def pid_lag_run():
+  return _train("pid-lag")
+
+
+def _assert_at_limit(name: str, run: dict[str, np.ndarray]) -> None:
+  costs = _last_fraction_mean(run["episode_cost"])
+  multipliers = _last_fraction_mean(run[f"{name}/multiplier"])
+  low, high = COST_LIMIT * (1 - TOLERANCE), COST_LIMIT * (1 + TOLERANCE)
+  ok = np.isfinite(costs) & (costs >= low) & (costs <= high)
+  assert ok.all(), (
+      f"{name}: last-10% mean episode cost per seed {dict(zip(SEEDS, np.round(costs, 3)))} "
+      f"not all in [{low:.1f}, {high:.1f}] (limit {COST_LIMIT}); "
+      f"last-10% multiplier {dict(zip(SEEDS, np.round(multipliers, 3)))}")
+
+
+def test_ppo_lag_meets_cost_limit(ppo_lag_run):
+  _assert_at_limit("ppo-lag", ppo_lag_run)
+
+
+def test_pid_lag_meets_cost_limit(pid_lag_run):
+  _assert_at_limit("pid-lag", pid_lag_run)
+
+
+def test_ppo_ends_above_cost_limit(ppo_run):
+  costs = _last_fraction_mean(ppo_run["episode_cost"])
+  assert (np.isfinite(costs) & (costs > PPO_MIN_COST)).all(), (
+      f"ppo: last-10% mean episode cost per seed {dict(zip(SEEDS, np.round(costs, 3)))} "
+      f"not all > {PPO_MIN_COST} (limit {COST_LIMIT}): unconstrained PPO should exceed it clearly")
