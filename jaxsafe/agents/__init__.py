@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple
 
 from jaxsafe.agents.base import Agent, ConfigError, apply_overrides

@@ -16,6 +16,7 @@ batch of settings trains as one vmapped program (``jaxsafe train ... --sweep``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Callable, NamedTuple
 
@@ -85,7 +86,7 @@ def _check(config_cls, name: str, value: Any) -> None:
   field = {f.name: f for f in dataclasses.fields(config_cls)}[name]
   low, high = field.metadata.get("range", (None, None))
   if isinstance(value, (int, float)) and not isinstance(value, bool):
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
       raise ConfigError(f"--set {name}={value}: must be a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
       bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
