@@ -55,7 +55,9 @@ def plot_runs(run_dirs: list[str], out: str) -> str:
     ax_c.axhline(limit, color="k", linestyle="--", linewidth=1, label=f"cost limit b = {limit:g}")
   ax_r.set(xlabel="env steps", ylabel="episode return", title="Return")
   ax_c.set(xlabel="env steps", ylabel="episode cost", title="Cost")
+  from matplotlib.ticker import EngFormatter
   for ax in (ax_r, ax_c):
+    ax.xaxis.set_major_formatter(EngFormatter())  # 400k, 1.2M: readable step counts
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.tight_layout()
