@@ -19,21 +19,22 @@ swimmer-velocity            F.4.1      8     300    150                 |v_torso
 
 The Brax physics pipeline of each task is chosen as the fastest on CPU among those whose
 gradients are finite and agree with finite differences; ``benchmarks/brax_pipelines.py``
-measures it and ``docs/envs.md`` records the numbers. ``backend=`` overrides the choice. Brax
+measures it and ``docs/envs.md`` records the numbers: 'spring' for the four differentiable
+tasks, 'generalized' (its only pipeline) for the swimmer. ``backend=`` overrides the choice. Brax
 sets the timestep and frame skip per pipeline, so the control period dt can differ between
 pipelines of the same task (see ``docs/envs.md``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from brax import envs as brax_envs
 from brax import math as brax_math
 from brax.envs import base as brax_base
-
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.wrappers import BlockGradient
 
@@ -56,10 +57,13 @@ class BraxTask(Env):
   brax_name: str
   #: pipeline used when ``backend`` is None (measured in docs/envs.md).
   default_backend: str = "generalized"
+  #: Brax constructor kwargs that differ from Brax's defaults (overridable by the caller).
+  brax_defaults: ClassVar[dict[str, Any]] = {}
   differentiable = True
 
   def __init__(self, backend: str | None = None, **brax_kwargs):
     self.backend = backend or self.default_backend
+    brax_kwargs = {**self.brax_defaults, **brax_kwargs}
     self.brax_env = brax_envs.get_environment(self.brax_name, backend=self.backend, **brax_kwargs)
     self._observation_size: int | None = None
 
@@ -115,6 +119,7 @@ class CartpolePosition(BraxTask):
   """
 
   brax_name = "inverted_pendulum"
+  default_backend = "spring"
   episode_length = 300
   cost_limit = -50.0
 
@@ -131,12 +136,13 @@ class ReacherPosition(BraxTask):
   T = 300, b = 400. Observation (11,).
 
   Caveat: with Brax's arm (links 0.1 + 0.11) and targets drawn within radius 0.2, the distance
-  is at most about 0.45 and the per-step cost at most about 0.2, so an episode's cost stays
-  below ~60 and the paper's limit b = 400 can never bind. We keep the paper's value as the
+  is at most 0.41 and the per-step cost at most about 0.17 (below 0.2), so an episode's cost
+  stays below ~51 and the paper's limit b = 400 can never bind. We keep the paper's value as the
   default; pass a smaller ``cost_limit`` to an agent to make the constraint active.
   """
 
   brax_name = "reacher"
+  default_backend = "spring"
   episode_length = 300
   cost_limit = 400.0
 
@@ -150,10 +156,15 @@ class HalfcheetahVelocity(BraxTask):
   Reward as Brax's: r_t = v_x - 0.1 |a|^2 (forward velocity of the torso minus a control cost).
   Cost c_t = |v_torso|, the Euclidean norm of the torso's world-frame linear velocity
   (``pipeline_state.xd.vel[0]``; it includes the vertical component). T = 200, b = 400.
-  Observation (18,): joint positions without the root x, then joint velocities.
+  Observation (18,) as in the paper: all 9 joint positions (root x, z, pitch and the 6 leg
+  joints), then the 9 joint velocities. Brax's default drops the root x and gives 17; we pass
+  ``exclude_current_positions_from_observation=False`` to match the paper (override it to get
+  Brax's 17).
   """
 
   brax_name = "halfcheetah"
+  default_backend = "spring"
+  brax_defaults: ClassVar[dict[str, Any]] = {"exclude_current_positions_from_observation": False}
   episode_length = 200
   cost_limit = 400.0
 
@@ -172,6 +183,7 @@ class AntVelocity(BraxTask):
   """
 
   brax_name = "ant"
+  default_backend = "spring"
   episode_length = 300
   cost_limit = 1000.0
 
