@@ -197,31 +197,21 @@ def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) 
   The result equals an uninterrupted run with the same spec: the whole state (parameters,
   optimiser, normaliser, multiplier, env states and RNG) is restored.
   """
+  p, states, step = load_states(run_dir, total_steps)
   config_path = os.path.join(run_dir, "config.json")
-  if not os.path.isdir(run_dir):
-    raise RunDirError(f"run directory '{run_dir}' does not exist")
-  if not os.path.exists(config_path):
-    raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
   with open(config_path) as f:
     config = json.load(f)
-  spec = RunSpec(**config["spec"])
-  if total_steps is not None:
-    spec.total_steps = total_steps
-  p = plan(spec)
-  checkpointer = Checkpointer(run_dir)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise RunDirError(f"run directory '{run_dir}' has no checkpoint to resume from")
-  states = checkpointer.restore(step, init_states(p))
-  checkpointer.close()
-  config["spec"]["total_steps"] = spec.total_steps
+  config["spec"]["total_steps"] = p.spec.total_steps
   config["num_iterations"] = p.num_iterations
   _save_json(config_path, config)
   return _train(p, states, step, run_dir, progress)
 
 
-def load_states(run_dir: str):
-  """(plan, restored stacked states, iteration) of the latest checkpoint of ``run_dir``."""
+def load_states(run_dir: str, total_steps: int | None = None):
+  """(plan, restored stacked states, iteration) of the latest checkpoint of ``run_dir``.
+
+  ``total_steps`` replaces the run's budget in the plan (for a resume that trains further).
+  """
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.isdir(run_dir):
     raise RunDirError(f"run directory '{run_dir}' does not exist")
@@ -229,11 +219,13 @@ def load_states(run_dir: str):
     raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
   with open(config_path) as f:
     spec = RunSpec(**json.load(f)["spec"])
+  if total_steps is not None:
+    spec.total_steps = total_steps
   p = plan(spec)
   checkpointer = Checkpointer(run_dir)
   step = checkpointer.latest_step()
   if step is None:
-    raise RunDirError(f"run directory '{run_dir}' has no checkpoint")
+    raise RunDirError(f"run directory '{run_dir}' has no checkpoint to resume from")
   states = checkpointer.restore(step, init_states(p))
   checkpointer.close()
   return p, states, step
