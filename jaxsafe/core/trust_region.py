@@ -1,0 +1,163 @@
+"""CGPO trust-region sub-problem (Sec. 5.1 and App. A.2 of the CGPO paper).
+
+With g = grad J_R, q = grad J_C, c = J_C - b and the squared radius delta (the paper's delta hat),
+Eq. 9-10 ask for the step
+
+    d* = argmax_d g.d   s.t.   c + q.d <= 0,   d.d <= delta.
+
+Theorem 5.1 and Corollary 5.2 split it into three cases (Fig. 2, App. A.2.2):
+
+  RECOVERY (a)  c^2 / q.q > delta and c > 0: no point of the ball is feasible (unsolvable);
+                step along the steepest descent of the cost, d = -sqrt(delta) q / |q| (Eq. 33).
+  FEASIBLE (b)  c^2 / q.q > delta and c <= 0: the whole ball is feasible; d = sqrt(delta) g / |g|
+                (Eq. 34).
+  PARTIAL  (c)  otherwise: the KKT system Eq. 11-15, solved for the dual variables (lambda*, nu*)
+                by Algorithm 2 (Eq. 40-46), and d = (g - nu* q) / lambda* (Eq. 40, 47).
+
+``solve`` is branch-free (every case is computed and one is selected with ``jnp.where``), so it
+jits and vmaps, in float32 and float64. Case (c) is Algorithm 2 rewritten in a form that cannot
+divide by zero (see the comment in ``solve``): it gives the same lambda*, nu* and d wherever
+Algorithm 2 is defined, and a finite answer where it is not. Degenerate inputs:
+
+  * q = 0: c + q.d = c does not depend on d. c <= 0 is FEASIBLE; c > 0 is unsolvable and no
+    step reduces the cost, so the result is a zero step with case RECOVERY.
+  * g = 0: every feasible point is optimal. FEASIBLE returns the zero step; PARTIAL returns the
+    feasible point of least norm (zero when c <= 0, -c q / q.q when c > 0).
+  * g parallel to q, with the cost constraint binding (the trust region is then inactive,
+    lambda* = 0 and Eq. 40 divides by zero): the optimum is not unique and the least-norm point
+    of the plane c + q.d = 0, d = -c q / q.q, is returned.
+  * c^2 / q.q = delta (the ball touches the plane): the PARTIAL step is continuous with the
+    neighbouring RECOVERY / FEASIBLE steps; lambda* is infinite there and is reported clipped.
+
+Classification compares |c| / |q| with sqrt(delta), which is c^2 / q.q > delta without the
+overflow of squaring. Norms are taken after scaling by the largest entry, so no intermediate
+overflows in float32 either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+RECOVERY = 0
+FEASIBLE = 1
+PARTIAL = 2
+CASE_NAMES = ("recovery", "feasible", "partial")
+
+
+@struct.dataclass
+class Solution:
+  """The step d and what goes with it.
+
+  ``lam`` and ``nu`` are the KKT multipliers of Eq. 12-15 (trust region and cost constraint):
+  ``lam = |g| / sqrt(delta)``, ``nu = 0`` in FEASIBLE, Algorithm 2's (lambda*, nu*) in PARTIAL,
+  and 0, 0 in RECOVERY (the problem has no KKT point). Where the true value is infinite
+  (delta = 0, or the ball touching the plane) it is clipped to the largest finite float.
+  """
+
+  step: jax.Array
+  case: jax.Array  # int32: RECOVERY, FEASIBLE or PARTIAL
+  lam: jax.Array
+  nu: jax.Array
+  predicted_objective: jax.Array  # g.d
+  predicted_constraint: jax.Array  # c + q.d
+
+
+def _norm(x: jax.Array) -> jax.Array:
+  """|x| computed as max|x_i| * |x / max|x_i||: no overflow or underflow of the squares."""
+  m = jnp.max(jnp.abs(x))
+  return m * jnp.sqrt(jnp.sum(jnp.square(x / jnp.where(m > 0, m, 1))))
+
+
+def _unit(x: jax.Array, norm: jax.Array) -> jax.Array:
+  """x / |x|, and the zero vector for x = 0."""
+  return jnp.where(norm > 0, x / jnp.where(norm > 0, norm, 1), 0)
+
+
+def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
+  """num / den for num, den >= 0: 0 where num = 0, clipped to the largest finite float."""
+  finfo = jnp.finfo(num.dtype)
+  return jnp.where(num > 0, jnp.minimum(num / jnp.maximum(den, finfo.tiny), finfo.max), 0)
+
+
+def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solution:
+  """Solves max_d g.d s.t. c + q.d <= 0, d.d <= delta (Eq. 10) for flat vectors g, q.
+
+  Args:
+    g: objective gradient, shape [n].
+    q: constraint gradient, shape [n].
+    c: scalar J_C - b (positive: the current policy violates the constraint).
+    delta: squared trust-region radius (the paper's delta hat), >= 0.
+
+  Returns:
+    A ``Solution``; see the module docstring for the cases and the degenerate inputs.
+  """
+  dtype = jnp.result_type(g, q, c, delta, float)
+  g, q = jnp.asarray(g, dtype), jnp.asarray(q, dtype)
+  c, delta = jnp.asarray(c, dtype), jnp.asarray(delta, dtype)
+  radius = jnp.sqrt(jnp.maximum(delta, 0))
+  g_norm, q_norm = _norm(g), _norm(q)
+  u, v = _unit(g, g_norm), _unit(q, q_norm)
+  cos = u @ v  # 0 when g = 0 or q = 0
+  # The plane c + q.d = 0 is v.d = -h: its point nearest the origin is -h v, at distance |h|.
+  h = c / jnp.where(q_norm > 0, q_norm, 1)
+
+  # Theorem 5.1 / Cor. 5.2: the ball misses the plane iff c^2 / q.q > delta, i.e. |h| > radius.
+  # q = 0 counts as "misses" (the feasible set is everything or nothing).
+  separated = (q_norm == 0) | (jnp.abs(h) > radius)
+  case = jnp.where(separated, jnp.where(c > 0, RECOVERY, FEASIBLE), PARTIAL).astype(jnp.int32)
+
+  recovery = -radius * v  # Eq. 33 (zero when q = 0)
+  ascent = radius * u  # Eq. 34 (zero when g = 0)
+
+  # Case (c), Algorithm 2. With r = g.g, s = g.q, t = q.q, maximising the dual over nu (Eq. 42)
+  # leaves a concave, differentiable function of lambda made of two pieces (Eq. 45):
+  #   nu = 0 (Lambda_b): stationary at lambda_b = sqrt(r / delta), d = g / lambda_b = sqrt(delta) u.
+  #   nu > 0 (Lambda_a): nu = (lambda c + s) / t, so q.d = -c (on the plane), and d.d = delta gives
+  #     lambda_a = sqrt((r - s^2/t) / (delta - c^2/t)); substituting into Eq. 40,
+  #     d = g_perp / lambda_a - (c / t) q = -h v + sqrt(delta - h^2) g_perp / |g_perp|,
+  #     where g_perp = g - (s/t) q is g with its q component removed.
+  # Comparing L_a(lambda_a) with L_b(lambda_b) picks the piece holding the dual maximum; because
+  # the dual is concave and C^1 this is the same as asking whether lambda_b lies in Lambda_b,
+  # i.e. lambda_b c + s <= 0, i.e. whether the Eq. 34 step is feasible: h + radius cos <= 0.
+  # That test and the geometric form of d need no division by lambda (0 when g is parallel to q)
+  # or by delta - c^2/t (0 when the ball touches the plane), and handle g = 0 (Algorithm 2 then
+  # ties at lambda = 0 and picks the infeasible d = 0 when c > 0).
+  h_in = jnp.clip(h, -radius, radius)  # |h| <= radius in case (c); clipping keeps the rest finite
+  perp = u - cos * v
+  perp = perp - (v @ perp) * v  # twice is enough: v.perp ~ eps even when g is nearly parallel to q
+  perp_norm = _norm(perp)  # sin of the angle between g and q
+  parallel = perp_norm <= 16 * jnp.finfo(dtype).eps
+  w = jnp.where(parallel, 0, _unit(perp, perp_norm))
+  side = jnp.sqrt((radius - h_in) * (radius + h_in))  # sqrt(delta - c^2 / t)
+  on_plane = -h_in * v + side * w
+  inactive = h_in + radius * cos <= 0  # nu* = 0: the cost constraint does not bind
+  partial = jnp.where(inactive, ascent, on_plane)
+
+  lam_b = _ratio(g_norm, radius)  # sqrt(r / delta)
+  lam_a = _ratio(jnp.where(parallel, 0, g_norm * perp_norm), side)  # |g_perp| / sqrt(delta - h^2)
+  nu_a = _ratio(jnp.maximum(lam_a * h_in + g_norm * cos, 0), q_norm)  # Eq. 46: ((lam c + s) / t)_+
+
+  step = jnp.select([case == RECOVERY, case == FEASIBLE], [recovery, ascent], partial)
+  zero = jnp.zeros((), dtype)
+  lam = jnp.select([case == RECOVERY, (case == FEASIBLE) | inactive], [zero, lam_b], lam_a)
+  nu = jnp.where((case == PARTIAL) & ~inactive, nu_a, zero)
+  return Solution(step=step, case=case, lam=lam, nu=nu,
+                  predicted_objective=g_norm * (u @ step),
+                  predicted_constraint=c + q_norm * (v @ step))
+
+
+def flatten(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+  """Params pytree -> (flat vector, unravel), via ``jax.flatten_util.ravel_pytree``."""
+  return ravel_pytree(params)
+
+
+def apply_step(params: Any, step: jax.Array) -> Any:
+  """params + unravel(step): the update theta_{k+1} = theta_k + d (Eq. 33, 34, 47)."""
+  flat, unravel = flatten(params)
+  return unravel(flat + jnp.asarray(step, flat.dtype))
