@@ -12,6 +12,7 @@ For each Brax task, in one process on the current JAX backend, with ``--num-envs
 (b) jaxsafe: training env steps/s of ``ppo-lag`` (one seed, (64, 64) networks), compiled by the
     runner's ``compile_chunk`` (jit(vmap(scan(update)))) over C updates; each timed chunk is
     C * N * L env steps; median over chunks after a warm-up chunk, compile excluded.
+    (b') the same with ``shared_critic=True`` (one critic torso, reward and cost heads).
 (c) brax: training env steps/s of ``brax.training.agents.ppo.train.train`` on the task's own
     ``.brax_env`` (same Brax env and pipeline, Brax's EpisodeWrapper/AutoResetWrapper via
     ``wrap_env=True``, episode_length = the task's T) with the same batch: num_envs=N,
@@ -116,13 +117,13 @@ def raw_timer(env_id: str, num_envs: int, steps: int) -> tuple[Timer, float]:
 
 
 def jaxsafe_timer(env_id: str, num_envs: int, length: int, epochs: int, minibatches: int,
-                  chunk: int) -> tuple[Timer, float]:
+                  chunk: int, **extra_overrides) -> tuple[Timer, float]:
   """(b) ``chunk`` updates of jaxsafe ppo-lag (one seed) through the runner's compiled chunk."""
   from jaxsafe.train import runner
   spec = runner.RunSpec(
       algo="ppo-lag", env=env_id, seeds=1, total_steps=chunk * num_envs * length,
       overrides={"num_envs": num_envs, "rollout_length": length, "update_epochs": epochs,
-                 "num_minibatches": minibatches, "hidden_sizes": (64, 64)},
+                 "num_minibatches": minibatches, "hidden_sizes": (64, 64), **extra_overrides},
       chunk_iters=chunk)
   p = runner.plan(spec)
   assert p.agent.steps_per_update == num_envs * length
@@ -188,19 +189,29 @@ def measure_task(env_id: str, n: int, length: int, epochs: int, mb: int, chunk: 
   a.calls = chunk
   b, b_compile = jaxsafe_timer(env_id, n, length, epochs, mb, chunk)
   b.warm_up()
+  b2, b2_compile = jaxsafe_timer(env_id, n, length, epochs, mb, chunk, shared_critic=True)
+  b2.warm_up()
 
   def between_epochs():
     a.rep()
     b.rep()
+    b2.rep()
 
   c = brax_train(env_id, n, length, epochs, mb, chunk, reps, between_epochs)
   return {"C": chunk, "a": {"sps": a.sps, "compile_s": a_compile},
-          "b": {"sps": b.sps, "compile_s": b_compile}, "c": c}
+          "b": {"sps": b.sps, "compile_s": b_compile},
+          "b2": {"sps": b2.sps, "compile_s": b2_compile}, "c": c}
 
 
 def machine_line() -> str:
   return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax.devices()={jax.devices()}")
+
+
+def load_line() -> str:
+  """1/5/15-minute load averages: a load near or above the core count means the numbers are
+  shared with other work (the interleaved timing keeps the ratios fairer, not the absolutes)."""
+  return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main():
@@ -232,7 +243,7 @@ def main():
     from brax.training.agents.ppo import train  # noqa: F401
     from jaxsafe.envs import brax_tasks  # noqa: F401
 
-  print(f"machine: {machine_line()}")
+  print(f"machine: {machine_line()}; {load_line()}")
   print(f"jax {jax.__version__}, brax {brax.__version__}, python {platform.python_version()}")
   print(f"settings: num_envs N={n}, rollout/unroll length L={length}, epochs E={epochs}, "
         f"minibatches M={mb} (Brax batch_size={n // mb}), (64, 64) tanh networks; timed chunks "
@@ -246,20 +257,20 @@ def main():
     r = measure_task(env_id, n, length, epochs, mb, 1 if args.quick else args.chunk, reps,
                      args.chunk_seconds)
     print(f"  {env_id} ({task.backend}, C={r['C']}): (a) raw {r['a']['sps']:,.0f}, (b) jaxsafe "
-          f"ppo-lag {r['b']['sps']:,.0f}, (c) Brax PPO {r['c']['sps']:,.0f} env steps/s; "
+          f"ppo-lag {r['b']['sps']:,.0f}, (b') shared critic {r['b2']['sps']:,.0f}, (c) Brax PPO {r['c']['sps']:,.0f} env steps/s; "
           f"Brax epochs {', '.join(f'{x:,.0f}' for x in r['c']['epoch_sps'])}; "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
     rows.append({"task": env_id, "backend": task.backend, **r})
 
-  print()
+  print(f"\nfinished; {load_line()}")
   print("| task | pipeline | C | (a) raw env steps/s | (b) jaxsafe ppo-lag steps/s "
-        "| (c) Brax PPO steps/s | b/a | b/c | compile a / b / c (s) |")
-  print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        "| (b') shared critic | (c) Brax PPO steps/s | b/a | b/c | b'/c | compile a / b / c (s) |")
+  print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
   for r in rows:
-    a, b, c = r["a"]["sps"], r["b"]["sps"], r["c"]["sps"]
-    print(f"| {r['task']} | {r['backend']} | {r['C']} | {a:,.0f} | {b:,.0f} | {c:,.0f} "
-          f"| {b / a:.2f} | {b / c:.2f} | {r['a']['compile_s']:.0f} / {r['b']['compile_s']:.0f} "
-          f"/ {r['c']['compile_s']:.0f} |")
+    a, b, b2, c = r["a"]["sps"], r["b"]["sps"], r["b2"]["sps"], r["c"]["sps"]
+    print(f"| {r['task']} | {r['backend']} | {r['C']} | {a:,.0f} | {b:,.0f} | {b2:,.0f} "
+          f"| {c:,.0f} | {b / a:.2f} | {b / c:.2f} | {b2 / c:.2f} "
+          f"| {r['a']['compile_s']:.0f} / {r['b']['compile_s']:.0f} / {r['c']['compile_s']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,13 @@ class TestNetworks:
     assert value.shape == batch
     assert np.all(np.isfinite(value))
 
+  def test_two_head_critic_shapes_and_heads_differ(self):
+    critic = networks.TwoHeadCritic(hidden_sizes=(8,))
+    obs = jnp.ones((5, 3))
+    value_r, value_c = jax.jit(critic.apply)(critic.init(KEY, obs), obs)
+    assert value_r.shape == value_c.shape == (5,)
+    assert not np.allclose(value_r, value_c)
+
   def test_time_critic_shapes(self):
     critic = networks.TimeCritic(horizon=10, hidden_sizes=(8,))
     params = critic.init(KEY, jnp.ones((3,)), jnp.zeros(()))

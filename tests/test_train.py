@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -139,3 +140,20 @@ def test_four_cpu_devices_give_the_same_results(straight, tmp_path):
   one, four = read_progress(straight[0]), read_progress(run_dir)
   for name in ("episode_return", "episode_cost", "ppo-lag/value_loss", "ppo-lag/multiplier"):
     np.testing.assert_allclose(four[name], one[name], rtol=1e-5, err_msg=name)
+
+
+def test_shared_critic_option_trains_one_two_headed_critic():
+  """``shared_critic=True``: one critic torso with reward and cost heads (a speed option, see
+  docs/benchmarks.md); both value losses are trained and finite."""
+  from jaxsafe import agents
+  agent = agents.make("ppo-lag", "function", **{**TINY, "hidden_sizes": (16, 16)}, shared_critic=True)
+  initial = jax.jit(agent.init)(jax.random.PRNGKey(0))
+  assert set(initial.params) == {"actor", "critic"}
+  state, metrics = jax.jit(agent.update)(initial)
+  for name in ("ppo-lag/value_loss", "ppo-lag/cost_value_loss"):
+    assert np.isfinite(metrics[name])
+  # Both heads (the two columns of the output layer) were trained.
+  head = lambda s: next(v["kernel"] for k, v in sorted(s.params["critic"]["params"]["MLP_0"].items())
+                        if k == "Dense_2")
+  moved = np.abs(np.asarray(head(state)) - np.asarray(head(initial))).max(axis=0)
+  assert moved.shape == (2,) and np.all(moved > 0)

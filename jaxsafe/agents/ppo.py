@@ -29,7 +29,7 @@ from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, hparam, hparams_of, static
 from jaxsafe.core import distributions, lagrange, normalize
-from jaxsafe.core.networks import ACTIVATIONS, Critic, GaussianActor
+from jaxsafe.core.networks import ACTIVATIONS, Critic, GaussianActor, TwoHeadCritic
 from jaxsafe.core.returns import gae
 from jaxsafe.core.rollout import finished_episode_means, rollout
 from jaxsafe.envs.core import Env, State
@@ -58,6 +58,8 @@ class PPOConfig:
   activation: str = static("tanh", choices=tuple(ACTIVATIONS), doc="hidden activation")
   distribution: str = static("tanh_normal", choices=distributions.KINDS, doc="action distribution")
   normalize_observations: bool = static(True, doc="running mean/std observation normalisation")
+  shared_critic: bool = static(False, doc="one critic torso with reward and cost heads (faster; "
+                               "default: two separate critics, as OmniSafe)")
   # Sweepable: numeric, live in state.hparams.
   learning_rate: float = hparam(3e-4, 0.0, 1.0, doc="Adam step size")
   gamma: float = hparam(0.99, 0.0, 1.0, doc="discount for reward and cost")
@@ -113,6 +115,18 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
   obs_size, act_size = env.observation_size, env.action_size
   actor = GaussianActor(act_size, config.hidden_sizes, config.activation)
   critic = Critic(config.hidden_sizes, config.activation)
+  two_head_critic = TwoHeadCritic(config.hidden_sizes, config.activation)
+
+  def init_critics(k_reward, k_cost, dummy) -> dict:
+    if config.shared_critic:
+      return {"critic": two_head_critic.init(k_reward, dummy)}
+    return {"reward_critic": critic.init(k_reward, dummy), "cost_critic": critic.init(k_cost, dummy)}
+
+  def critic_values(params, obs) -> tuple[jax.Array, jax.Array]:
+    """(V_R(obs), V_C(obs)) from normalised observations."""
+    if config.shared_critic:
+      return two_head_critic.apply(params["critic"], obs)
+    return critic.apply(params["reward_critic"], obs), critic.apply(params["cost_critic"], obs)
 
   def norm(stats, obs):
     return normalize.normalize(stats, obs) if config.normalize_observations else obs
@@ -128,8 +142,7 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
     actor_params = actor.init(k_actor, dummy)
     # The initial std is a hyper-parameter, so it is written into the params here.
     actor_params["params"]["log_std"] = jnp.full((act_size,), hp["log_std_init"])
-    params = {"actor": actor_params, "reward_critic": critic.init(k_reward, dummy),
-              "cost_critic": critic.init(k_cost, dummy)}
+    params = {"actor": actor_params, **init_critics(k_reward, k_cost, dummy)}
     env_state = env.reset(k_env)
     return PPOState(
         params=params, opt_state=_optimizer(hp).init(params),
@@ -164,8 +177,9 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
     adv = batch["advantage"]
     clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
     policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
-    value_loss = 0.5 * ((critic.apply(params["reward_critic"], obs) - batch["reward_target"]) ** 2).mean()
-    cost_value_loss = 0.5 * ((critic.apply(params["cost_critic"], obs) - batch["cost_target"]) ** 2).mean()
+    value_r, value_c = critic_values(params, obs)
+    value_loss = 0.5 * ((value_r - batch["reward_target"]) ** 2).mean()
+    cost_value_loss = 0.5 * ((value_c - batch["cost_target"]) ** 2).mean()
     entropy = distributions.entropy(dist).mean()
     total = policy_loss + hp["value_coef"] * (value_loss + cost_value_loss) - hp["entropy_coef"] * entropy
     aux = {"policy_loss": policy_loss, "value_loss": value_loss, "cost_value_loss": cost_value_loss,
@@ -184,15 +198,12 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
     env_state, data = rollout(env, state.env_state, act, rollout_key, config.rollout_length)
 
     # --- 2. GAE for reward and cost (bootstrapping through truncation, not termination). ---
-    def values(critic_params, obs):
-      return critic.apply(critic_params, norm(stats, obs))
-
+    value_r, value_c = critic_values(params, norm(stats, data.obs))
+    next_value_r, next_value_c = critic_values(params, norm(stats, data.next_obs))
     terminations = data.done * (1.0 - data.truncation)
-    adv_r, target_r = gae(data.reward, values(params["reward_critic"], data.obs),
-                          values(params["reward_critic"], data.next_obs), terminations, data.done,
+    adv_r, target_r = gae(data.reward, value_r, next_value_r, terminations, data.done,
                           hp["gamma"], hp["gae_lambda"])
-    adv_c, target_c = gae(data.cost, values(params["cost_critic"], data.obs),
-                          values(params["cost_critic"], data.next_obs), terminations, data.done,
+    adv_c, target_c = gae(data.cost, value_c, next_value_c, terminations, data.done,
                           hp["gamma"], hp["gae_lambda"])
 
     # --- 3. Multiplier step on the batch's measured episode cost J_C. ----------------------

@@ -61,6 +61,18 @@ class Critic(nn.Module):
     return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0)(obs)[..., 0]
 
 
+class TwoHeadCritic(nn.Module):
+  """Reward and cost values (V_R(s), V_C(s)) from one shared torso with two linear heads."""
+
+  hidden_sizes: Sequence[int] = (64, 64)
+  activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    values = MLP(self.hidden_sizes, 2, self.activation, out_scale=1.0)(obs)
+    return values[..., 0], values[..., 1]
+
+
 class TimeCritic(nn.Module):
   """Time-conditioned critic V(s, t) for finite horizons (CGPO App. A.5): input [s, t / T]."""
 
