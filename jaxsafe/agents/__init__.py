@@ -12,6 +12,9 @@ class AgentSpec(NamedTuple):
   config_cls: type
   build: Callable[[Env, Any], Agent]
   description: str
+  #: on-policy PPO-style agents train on auto-resetting envs; the gradient-based ones roll out
+  #: whole episodes from fresh resets themselves.
+  auto_reset: bool = True
 
 
 def _ppo_family(constraint: str, name: str) -> AgentSpec:
@@ -19,10 +22,20 @@ def _ppo_family(constraint: str, name: str) -> AgentSpec:
   return AgentSpec(PPOConfig, lambda env, cfg: make_ppo(env, cfg, constraint, name), "")
 
 
+def _gradient_family(name: str) -> AgentSpec:
+  from jaxsafe.agents.cgpo import GradientConfig, make_gradient_agent
+  return AgentSpec(GradientConfig, lambda env, cfg: make_gradient_agent(env, cfg, name), "",
+                   auto_reset=False)
+
+
 _AGENTS: dict[str, tuple[Callable[[], AgentSpec], str]] = {
     "ppo": (lambda: _ppo_family("none", "ppo"), "PPO-Clip, unconstrained reference (Schulman et al. 2017)"),
     "ppo-lag": (lambda: _ppo_family("lagrangian", "ppo-lag"), "PPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
     "pid-lag": (lambda: _ppo_family("pid", "pid-lag"), "PPO with the PID Lagrangian (Stooke et al. 2020)"),
+    "cgpo": (lambda: _gradient_family("cgpo"), "gradients through the simulator, closed-form trust region (Dai et al. 2024)"),
+    "mb-cgpo": (lambda: _gradient_family("mb-cgpo"), "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)"),
+    "shac-lag": (lambda: _gradient_family("shac-lag"), "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)"),
+    "bptt-lag": (lambda: _gradient_family("bptt-lag"), "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)"),
 }
 
 
@@ -49,16 +62,21 @@ def default_config(name: str):
 def make(name: str, env: str | Env, config=None, **overrides) -> Agent:
   """Builds agent ``name`` on ``env`` (an id or an ``Env``), with config overrides.
 
-  The env is wrapped for training: vmapped over ``config.num_envs`` and auto-resetting.
+  The env is wrapped for training: vmapped over ``config.num_envs``, and auto-resetting for the
+  agents that need it (an ``Env`` passed in should already carry its ``TimeLimit``).
   """
   from jaxsafe import envs
 
   agent_spec = spec(name)
   config = apply_overrides(config or agent_spec.config_cls(), overrides)
+  episode_length = getattr(config, "episode_length", None)
   if isinstance(env, str):
-    train_env = envs.make(env, num_envs=config.num_envs, auto_reset=True)
-  else:
+    train_env = envs.make(env, num_envs=config.num_envs, auto_reset=agent_spec.auto_reset,
+                          episode_length=episode_length)
+  elif agent_spec.auto_reset:
     train_env = envs.VmapWrapper(envs.EpisodeStats(envs.AutoReset(env)), config.num_envs)
+  else:
+    train_env = envs.VmapWrapper(env, config.num_envs)
   return agent_spec.build(train_env, config)
 
 

@@ -138,6 +138,9 @@ class Agent(NamedTuple):
   init: Callable[..., Any]
   update: Callable[[Any], tuple[Any, dict[str, jax.Array]]]
   policy: Callable[..., jax.Array]
+  #: metrics that may legitimately be NaN (e.g. a change measured against the previous
+  #: iteration, at the first one); the runner's divergence check skips them.
+  nan_metrics: tuple[str, ...] = ()
 
   @property
   def steps_per_update(self) -> int:

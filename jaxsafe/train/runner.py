@@ -145,11 +145,11 @@ def compile_chunk(agent: Agent, states, length: int):
   return jax.jit(jax.vmap(chunk), donate_argnums=0, **kw).lower(states).compile()
 
 
-def _first_nonfinite(metrics: dict[str, np.ndarray]):
+def _first_nonfinite(metrics: dict[str, np.ndarray], may_be_nan=frozenset()):
   """(iteration index, run index, metric name, value) of the first bad entry, or None."""
   worst = None
   for name, values in metrics.items():
-    if name in MAY_BE_NAN:
+    if name in MAY_BE_NAN or name in may_be_nan:
       continue
     bad = ~np.isfinite(values) if name != "params_finite" else values < 0.5
     if bad.any():
@@ -255,7 +255,7 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
       new_states, metrics = compiled[length](states)
       metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
       elapsed = time.perf_counter() - t0
-      bad = _first_nonfinite(metrics)
+      bad = _first_nonfinite(metrics, frozenset(p.agent.nan_metrics))
       if bad is not None:
         i, r, name, value = bad
         if i:

@@ -1,0 +1,121 @@
+"""World model F(s, a) -> (s', r, c) of MB-CGPO (CGPO App. F.4.2, Eq. 85), and an env built on it.
+
+The network is an MLP on the normalised observation and the action; it predicts the change of
+the observation, so s' = s + Delta(s, a), and the step's reward and cost. It is trained by the
+mean squared error of Eq. 85,
+
+    L = |F_s(s, a) - s'|^2 + (F_r(s, a) - r)^2 + (F_c(s, a) - c)^2,
+
+averaged over a batch. ``ModelEnv`` wraps trained parameters as a differentiable ``Env`` whose
+state is the observation, so gradients can be taken through imagined rollouts exactly as through
+a simulator (Algorithm 3). The model has no termination head: imagined episodes run the whole
+horizon (the tasks MB-CGPO targets, function-floor and swimmer-velocity, never terminate).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax import struct
+
+from jaxsafe.core import normalize
+from jaxsafe.core.networks import MLP
+from jaxsafe.envs.core import Env, State
+
+
+@struct.dataclass
+class Transitions:
+  """A batch of real transitions (s, a, s', r, c) with a loss weight, leading axis = items."""
+
+  obs: jax.Array
+  action: jax.Array
+  next_obs: jax.Array
+  reward: jax.Array
+  cost: jax.Array
+  weight: jax.Array  # 1.0 for a real transition, 0.0 for padding (e.g. after termination)
+
+
+class WorldModelNet(nn.Module):
+  """(normalised s, a) -> (Delta s, r, c)."""
+
+  obs_size: int
+  hidden_sizes: Sequence[int] = (128, 128)
+  activation: str = "swish"
+
+  @nn.compact
+  def __call__(self, obs_normalized: jax.Array, action: jax.Array):
+    out = MLP(self.hidden_sizes, self.obs_size + 2, self.activation, out_scale=1.0)(
+        jnp.concatenate([obs_normalized, action], axis=-1))
+    return out[..., :self.obs_size], out[..., self.obs_size], out[..., self.obs_size + 1]
+
+
+class WorldModel:
+  """The network, its loss and its Adam update, as pure functions of (params, obs stats)."""
+
+  def __init__(self, obs_size: int, action_size: int, hidden_sizes: Sequence[int] = (128, 128),
+               activation: str = "swish"):
+    self.obs_size, self.action_size = obs_size, action_size
+    self.net = WorldModelNet(obs_size, tuple(hidden_sizes), activation)
+
+  def init(self, key: jax.Array):
+    return self.net.init(key, jnp.zeros((self.obs_size,)), jnp.zeros((self.action_size,)))
+
+  def predict(self, params, stats: normalize.RunningStats, obs: jax.Array, action: jax.Array):
+    """(s', r, c) predicted for (s, a)."""
+    delta, reward, cost = self.net.apply(params, normalize.normalize(stats, obs), action)
+    return obs + delta, reward, cost
+
+  def loss(self, params, stats: normalize.RunningStats, batch: Transitions) -> jax.Array:
+    """Eq. 85 averaged over the batch (weighted by ``batch.weight``)."""
+    next_obs, reward, cost = self.predict(params, stats, batch.obs, batch.action)
+    squared = (jnp.sum(jnp.square(next_obs - batch.next_obs), axis=-1)
+               + jnp.square(reward - batch.reward) + jnp.square(cost - batch.cost))
+    return (batch.weight * squared).sum() / jnp.maximum(batch.weight.sum(), 1.0)
+
+  def sgd_step(self, params, opt_state, tx: optax.GradientTransformation,
+               stats: normalize.RunningStats, batch: Transitions):
+    loss, grads = jax.value_and_grad(self.loss)(params, stats, batch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+class ModelEnv(Env):
+  """A differentiable env whose dynamics, reward and cost are a trained ``WorldModel``.
+
+  The state is the observation; ``reset`` is not defined (imagined episodes start from real
+  states, see ``from_obs``). Not vmapped: wrap it in ``VmapWrapper`` or call it on batches.
+  """
+
+  differentiable = True
+
+  def __init__(self, model: WorldModel, params, stats: normalize.RunningStats,
+               episode_length: int, cost_limit: float):
+    self.model, self.params, self.stats = model, params, stats
+    self.episode_length, self.cost_limit = episode_length, cost_limit
+
+  @property
+  def observation_size(self) -> int:
+    return self.model.obs_size
+
+  @property
+  def action_size(self) -> int:
+    return self.model.action_size
+
+  @staticmethod
+  def from_obs(obs: jax.Array) -> State:
+    """An imagined state at observation ``obs`` (any leading batch shape)."""
+    zero = jnp.zeros(obs.shape[:-1])
+    return State(sim_state=obs, obs=obs, reward=zero, cost=zero, done=zero, metrics={},
+                 info={"truncation": zero})
+
+  def reset(self, key: jax.Array) -> State:
+    raise NotImplementedError("imagined episodes start from real observations: use from_obs")
+
+  def step(self, state: State, action: jax.Array) -> State:
+    next_obs, reward, cost = self.model.predict(self.params, self.stats, state.obs, action)
+    return state.replace(sim_state=next_obs, obs=next_obs, reward=reward, cost=cost,
+                         done=jnp.zeros_like(reward))

@@ -1,0 +1,106 @@
+"""The gradient-based agents: cgpo, mb-cgpo, shac-lag, bptt-lag (small settings)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsafe import agents
+from jaxsafe.agents.base import ConfigError
+from jaxsafe.agents.cgpo import radius_update
+from jaxsafe.core import trust_region
+
+SMALL = {"num_envs": 8, "hidden_sizes": (16, 16), "critic_epochs": 1, "critic_minibatches": 4}
+
+
+def _train(agent, iterations: int, seed: int = 0):
+  state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
+  step = jax.jit(agent.update)
+  history = []
+  for _ in range(iterations):
+    state, metrics = step(state)
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+@pytest.fixture(scope="module")
+def cgpo_run():
+  agent = agents.make("cgpo", "function", **SMALL)
+  return agent, *_train(agent, 6)
+
+
+def test_cgpo_update_is_one_jitted_iteration(cgpo_run):
+  agent, _, history = cgpo_run
+  assert agent.steps_per_update == 8 * 100
+  first, last = history[0], history[-1]
+  assert int(last["iteration"]) == 6 and int(last["env_steps"]) == 6 * 800
+  for metrics in history:
+    for name, value in metrics.items():
+      if name not in agent.nan_metrics:
+        assert np.isfinite(value), name
+    assert int(metrics["cgpo/case"]) in (trust_region.RECOVERY, trust_region.FEASIBLE,
+                                         trust_region.PARTIAL)
+    # The step never leaves the trust region.
+    assert float(metrics["cgpo/step_norm"]) <= np.sqrt(float(metrics["cgpo/radius"])) * (1 + 1e-4)
+  # At the first iteration nothing has been measured against a previous one.
+  assert np.isnan(first["cgpo/measured_return_change"])
+  # Later, the measured change is J(theta_k) - J(theta_{k-1}) of the logged returns.
+  np.testing.assert_allclose(history[3]["cgpo/measured_return_change"],
+                             history[3]["episode_return"] - history[2]["episode_return"], rtol=1e-5)
+  np.testing.assert_allclose(history[3]["cgpo/previous_predicted_return_change"],
+                             history[2]["cgpo/predicted_return_change"], rtol=1e-6)
+
+
+def test_same_seed_same_numbers(cgpo_run):
+  agent, _, history = cgpo_run
+  _, again = _train(agent, 2)
+  for name in ("episode_return", "episode_cost", "cgpo/step_norm"):
+    assert again[1][name] == history[1][name]
+
+
+def test_radius_update_follows_eq_18():
+  hp = {"eta_1": 0.25, "eta_2": 0.75, "beta_1": 0.8, "beta_2": 1.25, "delta_lower": 1e-4,
+        "delta_upper": 1e-2}
+  r = jnp.asarray(1e-3)
+  assert float(radius_update(r, hp, 0.1, 5.0)) == pytest.approx(0.8e-3)  # rho too small
+  assert float(radius_update(r, hp, 1.0, 0.1)) == pytest.approx(0.8e-3)  # zeta too small
+  assert float(radius_update(r, hp, 1.0, 1.0)) == pytest.approx(1.25e-3)  # both good
+  assert float(radius_update(r, hp, 0.5, 1.0)) == pytest.approx(1e-3)  # in between
+  assert float(radius_update(jnp.asarray(1e-4), hp, 0.0, 0.0)) == pytest.approx(1e-4)  # floor
+  assert float(radius_update(jnp.asarray(1e-2), hp, 1.0, 1.0)) == pytest.approx(1e-2)  # ceiling
+
+
+@pytest.mark.parametrize("name", ["shac-lag", "bptt-lag"])
+def test_lagrangian_variants_train_on_function(name):
+  agent = agents.make(name, "function", **SMALL, lagrangian_lr=0.5)
+  _, history = _train(agent, 3)
+  assert all(np.isfinite(h["episode_cost"]) for h in history)
+  # J_C starts above b = 8 (x_0 ~ U(-0.5, 0.5) gives J_C ~ 10), so the multiplier rises.
+  assert history[-1][f"{name}/multiplier"] > 0.0
+  assert history[-1][f"{name}/step_norm"] > 0.0
+
+
+def test_mb_cgpo_runs_on_a_non_differentiable_task():
+  agent = agents.make("mb-cgpo", "function-floor", **SMALL, model_updates=20, model_batch_size=64,
+                      buffer_capacity=4000)
+  _, history = _train(agent, 3)
+  assert all(np.isfinite(h["mb-cgpo/model_loss"]) for h in history)
+  # The task blocks nothing here but is piecewise constant in x (floor): the gradients come from
+  # the world model, and they are not zero.
+  assert all(h["mb-cgpo/g_norm"] > 0.0 and h["mb-cgpo/q_norm"] > 0.0 for h in history)
+  assert history[-1]["mb-cgpo/step_norm"] > 0.0
+
+
+def test_gradient_agents_refuse_non_differentiable_tasks():
+  for name in ("cgpo", "shac-lag", "bptt-lag"):
+    with pytest.raises(ConfigError, match="mb-cgpo"):
+      agents.make(name, "function-floor")
+
+
+def test_config_errors_are_one_line():
+  with pytest.raises(ConfigError, match="short_horizon"):
+    agents.make("cgpo", "function", short_horizon=200)
+  with pytest.raises(ConfigError, match="critic_minibatches"):
+    agents.make("cgpo", "function", num_envs=3, critic_minibatches=7)
