@@ -23,7 +23,7 @@ Eq. 66-68, truncated at the end of each window (``td_lambda_targets``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

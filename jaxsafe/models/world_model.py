@@ -14,7 +14,7 @@ horizon (the tasks MB-CGPO targets, function-floor and swimmer-velocity, never t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
