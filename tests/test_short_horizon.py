@@ -196,3 +196,17 @@ def test_world_model_loss_falls_on_held_out_transitions():
   state = imagined.step(ModelEnv.from_obs(held_out.obs[:5]), held_out.action[:5])
   np.testing.assert_allclose(np.asarray(state.obs),
                              np.asarray(model.predict(trained, stats, held_out.obs[:5], held_out.action[:5])[0]))
+
+
+def test_paper_metrics_by_hand():
+  from jaxsafe.train.paper_metrics import convergence_step, violation_ratio
+  steps = [10, 20, 30, 40, 50, 60]
+  returns = [1.0, 5.0, 9.0, 9.5, 9.2, 9.4]
+  costs = [0.0, 0.0, 9.0, 7.0, 7.5, 7.9]
+  # From index 2 the return settles (within 0.6) but its cost 9 > 8; index 3 is the first
+  # feasible settled point.
+  assert convergence_step(steps, returns, costs, cost_limit=8.0, window=3, threshold=0.6) == 40
+  assert convergence_step(steps, returns, costs, cost_limit=8.0, window=3, threshold=0.1) == -1
+  # Critical area: cost > 8 - 1.5 = 6.5 -> 9, 7, 7.5, 7.9 (4 points); violations > 8 + 0.5: one.
+  assert violation_ratio(costs, 8.0, critical_radius=1.5, soft_margin=0.5) == 0.25
+  assert violation_ratio([0.0, 1.0], 8.0, critical_radius=1.5, soft_margin=0.5) == -1.0

@@ -1,0 +1,43 @@
+"""The evaluation metrics of the CGPO paper (App. F.2): Conv. Steps and Vio. Ratio of Table 1.
+
+Both read one run's learning curve: per logged iteration, the env steps so far, the episode
+return and the episode cost J_C.
+
+- ``convergence_step`` (F.2.1): the first logged point from which the return varies by no more
+  than ``threshold`` over the next ``window`` points and the cost stays within the limit; -1 if
+  there is none. The paper's listing returns after comparing only the next point (its ``else:
+  return`` belongs to the ``if``); we check the whole window, which is what the text describes
+  ("the range of variation within a given window is less than a set threshold").
+- ``violation_ratio`` (F.2.2): among the points in the safety-critical area (cost above
+  ``limit - critical_radius``), the fraction that violate the limit by more than ``soft_margin``;
+  -1 if no point is in the area.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def convergence_step(env_steps, returns, costs, cost_limit: float, window: int,
+                     threshold: float) -> float:
+  """F.2.1: env steps at the first feasible point after which the return settles; -1 if never."""
+  env_steps, returns, costs = (np.asarray(x, dtype=float) for x in (env_steps, returns, costs))
+  if not (env_steps.shape == returns.shape == costs.shape):
+    raise ValueError("env_steps, returns and costs must have the same length")
+  if window < 2:
+    raise ValueError(f"window must be >= 2, got {window}")
+  n = len(returns)
+  for i in range(n - 1):
+    end = min(i + window, n)
+    settled = np.all(np.abs(returns[i + 1:end] - returns[i]) <= threshold)
+    if settled and costs[i] <= cost_limit:
+      return float(env_steps[i])
+  return -1.0
+
+
+def violation_ratio(costs, cost_limit: float, critical_radius: float, soft_margin: float) -> float:
+  """F.2.2: share of points in the safety-critical area that exceed the limit plus the margin."""
+  costs = np.asarray(costs, dtype=float)
+  in_area = np.sum(costs > cost_limit - critical_radius)
+  violations = np.sum(costs > cost_limit + soft_margin)
+  return float(violations / in_area) if in_area > 0 else -1.0
