@@ -250,6 +250,21 @@ class TestNormalize:
     np.testing.assert_allclose(stats.mean, data.mean(0), rtol=1e-5)
     np.testing.assert_allclose(stats.var, data.var(0), rtol=1e-5)
 
+  def test_weighted_update_ignores_rows_with_zero_weight(self):
+    rng = np.random.default_rng(1)
+    kept, dropped = rng.normal(size=(20, 3)), 100.0 + rng.normal(size=(5, 3))
+    stats = normalize.update(normalize.init(3), jnp.asarray(rng.normal(size=(7, 3))))
+    want = normalize.update(stats, jnp.asarray(kept))
+    batch = jnp.asarray(np.concatenate([kept, dropped]))
+    weights = jnp.asarray(np.r_[np.ones(20), np.zeros(5)])
+    got = normalize.update(stats, batch, weights)
+    for a, b in ((got.mean, want.mean), (got.var, want.var), (got.count, want.count)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # No weight at all: unchanged.
+    same = normalize.update(stats, batch, jnp.zeros(25))
+    np.testing.assert_allclose(np.asarray(same.mean), np.asarray(stats.mean))
+    np.testing.assert_allclose(np.asarray(same.var), np.asarray(stats.var))
+
   def test_normalize_and_clip(self):
     stats = normalize.RunningStats(mean=jnp.array([1.0, -2.0]), var=jnp.array([4.0, 0.25]),
                                    count=jnp.array(10.0))

@@ -346,8 +346,8 @@ def make_gradient_agent(env: Env, config: GradientConfig, name: str = "cgpo") ->
           new_params, critic_opt_state, stats, hp, episodes, k_critic)
       metrics[f"{name}/reward_critic_loss"] = critic_losses["reward_critic"]
       metrics[f"{name}/cost_critic_loss"] = critic_losses["cost_critic"]
-    if config.normalize_observations:
-      stats = normalize.update(stats, episodes.obs)
+    if config.normalize_observations:  # states of running episodes only
+      stats = normalize.update(stats, episodes.obs, episodes.alive)
 
     iteration = state.iteration + 1
     finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(new_params)]))
