@@ -38,7 +38,7 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, hparam, hparams_of, static
-from jaxsafe.core import distributions, lagrange, normalize, short_horizon, trust_region
+from jaxsafe.core import distributions, lagrange, minibatch, normalize, short_horizon, trust_region
 from jaxsafe.core.networks import ACTIVATIONS, GaussianActor, TimeCritic
 from jaxsafe.envs.core import Env
 from jaxsafe.models import buffer as replay
@@ -258,14 +258,8 @@ def make_gradient_agent(env: Env, config: GradientConfig, name: str = "cgpo") ->
       updates, opt_state = tx.update(grads, opt_state, critics)
       return (optax.apply_updates(critics, updates), opt_state), losses
 
-    def epoch(carry, k):
-      perm = jax.random.permutation(k, samples)
-      shuffled = jax.tree_util.tree_map(
-          lambda x: x[perm].reshape((config.critic_minibatches, -1) + x.shape[1:]), data)
-      return jax.lax.scan(sgd_step, carry, shuffled)
-
-    (critics, opt_state), losses = jax.lax.scan(
-        epoch, (critics, opt_state), jax.random.split(key, config.critic_epochs))
+    (critics, opt_state), losses = minibatch.epochs(sgd_step, (critics, opt_state), data, key,
+                                                    config.critic_epochs, config.critic_minibatches)
     return {**params, **critics}, opt_state, jax.tree_util.tree_map(lambda x: x[-1].mean(), losses)
 
   def update(state: GradientState) -> tuple[GradientState, dict]:

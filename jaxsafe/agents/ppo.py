@@ -28,7 +28,7 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, hparam, hparams_of, static
-from jaxsafe.core import distributions, lagrange, normalize
+from jaxsafe.core import distributions, lagrange, minibatch, normalize
 from jaxsafe.core.networks import ACTIVATIONS, Critic, GaussianActor, TwoHeadCritic
 from jaxsafe.core.returns import gae
 from jaxsafe.core.rollout import finished_episode_means, rollout
@@ -219,21 +219,15 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
              "reward_target": flat(target_r), "cost_target": flat(target_c)}
     tx = _optimizer(hp)
 
-    def sgd_step(carry, minibatch):
+    def sgd_step(carry, part):
       params, opt_state = carry
-      grads, aux = jax.grad(loss_fn, has_aux=True)(params, hp, stats, minibatch)
+      grads, aux = jax.grad(loss_fn, has_aux=True)(params, hp, stats, part)
       updates, opt_state = tx.update(grads, opt_state, params)
       aux["grad_norm"] = optax.tree.norm(grads)
       return (optax.apply_updates(params, updates), opt_state), aux
 
-    def epoch(carry, key):
-      perm = jax.random.permutation(key, batch_size)
-      shuffled = jax.tree_util.tree_map(
-          lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
-      return jax.lax.scan(sgd_step, carry, shuffled)
-
-    (params, opt_state), aux = jax.lax.scan(
-        epoch, (params, state.opt_state), jax.random.split(sgd_key, config.update_epochs))
+    (params, opt_state), aux = minibatch.epochs(sgd_step, (params, state.opt_state), batch, sgd_key,
+                                                config.update_epochs, config.num_minibatches)
 
     # --- 5. Bookkeeping. --------------------------------------------------------------------
     if config.normalize_observations:
