@@ -9,8 +9,7 @@ import optax
 import pytest
 
 from jaxsafe import envs
-from jaxsafe.core import normalize, short_horizon
-from jaxsafe.models import buffer as replay
+from jaxsafe.core import normalize, replay, returns, short_horizon
 from jaxsafe.models.world_model import ModelEnv, Transitions, WorldModel
 
 
@@ -48,7 +47,7 @@ def test_td_lambda_targets_match_eq_67():
   terminal = np.zeros((horizon, n_envs), np.float32)
   terminal[7, 1] = 1.0  # env 1 terminates at t = 7; later steps carry zero reward
   rewards[8:, 1] = 0.0
-  got = short_horizon.td_lambda_targets(jnp.asarray(rewards), jnp.asarray(next_values),
+  got = returns.td_lambda_targets(jnp.asarray(rewards), jnp.asarray(next_values),
                                         jnp.asarray(terminal), window, lam)
   want = _td_lambda_reference(rewards, next_values, terminal, window, lam)
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)

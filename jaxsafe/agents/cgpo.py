@@ -38,10 +38,9 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, hparam, hparams_of, static
-from jaxsafe.core import distributions, lagrange, minibatch, normalize, short_horizon, trust_region
+from jaxsafe.core import distributions, lagrange, minibatch, normalize, replay, returns, short_horizon, trust_region
 from jaxsafe.core.networks import ACTIVATIONS, GaussianActor, TimeCritic
 from jaxsafe.envs.core import Env
-from jaxsafe.models import buffer as replay
 from jaxsafe.models.world_model import ModelEnv, Transitions, WorldModel
 
 #: (update rule, gradient estimator) of each algorithm.
@@ -237,7 +236,7 @@ def make_gradient_agent(env: Env, config: GradientConfig, name: str = "cgpo") ->
     for key_name, rewards in (("reward_critic", episodes.reward), ("cost_critic", episodes.cost)):
       next_values = critic.apply(critics[key_name], next_obs, t_index + 1)
       next_values = jnp.where(last, 0.0, next_values)
-      targets[key_name] = short_horizon.td_lambda_targets(
+      targets[key_name] = returns.td_lambda_targets(
           rewards, next_values, episodes.terminal, window, hp["td_lambda"])
     flat = lambda x: x.reshape((samples,) + x.shape[2:])
     data = {"obs": flat(norm(stats, episodes.obs)), "t": flat(t_index),

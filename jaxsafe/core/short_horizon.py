@@ -18,7 +18,7 @@ Episodes that terminate early (CartPole's pole falling) are masked from the step
 ``alive`` is 1 up to and including the terminal step, 0 afterwards.
 
 The critics are trained on the same data with the finite-horizon TD(lambda) targets of
-Eq. 66-68, truncated at the end of each window (``td_lambda_targets``).
+Eq. 66-68, truncated at the end of each window (``jaxsafe.core.returns.td_lambda_targets``).
 """
 
 from __future__ import annotations
@@ -130,29 +130,3 @@ def gradients(params, env: Env, act: ActFn, values: ValueFn | None, state: State
   one, zero = jnp.ones(()), jnp.zeros(())
   (g,), (q,) = vjp_fn((one, zero)), vjp_fn((zero, one))
   return g, q, episodes
-
-
-def td_lambda_targets(rewards: jax.Array, next_values: jax.Array, terminal: jax.Array,
-                      window: int, lam: float | jax.Array) -> jax.Array:
-  """Finite-horizon TD(lambda) targets truncated at window ends (CGPO Eq. 66-67), [T, N].
-
-  ``next_values[t]`` is V(s_{t+1}, t+1) (zero at t = T - 1, since V(s_T, T) = 0); ``terminal[t]``
-  stops bootstrapping after a terminal step. Undiscounted, as the paper's finite-horizon values:
-
-      G_t = r_t + (1 - terminal_t) V(s_{t+1})                        at a window's last step,
-      G_t = r_t + (1 - terminal_t) [(1 - lam) V(s_{t+1}) + lam G_{t+1}]        otherwise,
-
-  which equals Eq. 67's weighted sum of n-step returns up to the window end.
-  """
-  horizon = rewards.shape[0]
-  last_in_window = (jnp.arange(1, horizon + 1) % window == 0) | (jnp.arange(1, horizon + 1) == horizon)
-
-  def backward(g_next, inputs):
-    r, v_next, term, last = inputs
-    cont = jnp.where(last, v_next, (1.0 - lam) * v_next + lam * g_next)
-    g = r + (1.0 - term) * cont
-    return g, g
-
-  _, targets = jax.lax.scan(backward, jnp.zeros_like(rewards[0]),
-                            (rewards, next_values, terminal, last_in_window), reverse=True)
-  return targets

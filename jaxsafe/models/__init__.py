@@ -1,5 +1,5 @@
-"""Learned models: world models of (s, a) -> (s', r, c) and the replay buffer that feeds them."""
+"""Learned models: world models of (s, a) -> (s', r, c), their losses and imagined rollouts."""
 
-from jaxsafe.models import buffer, world_model
+from jaxsafe.models import world_model
 
-__all__ = ["buffer", "world_model"]
+__all__ = ["world_model"]
