@@ -43,6 +43,8 @@ BAD_INPUTS = [
     (["train", "--resume", "/no/such/run"], "does not exist"),
     (["eval", "/no/such/run"], "does not exist"),
     (["plot", "/no/such/run"], "not a jaxsafe run directory"),
+    (["train", "cgpo", "function-floor"], "not differentiable; use mb-cgpo"),
+    (["train", "cgpo", "function", "--set", "short_horizon=500"], "exceeds the episode length 100"),
     (["train"], "needs ALGO and ENV"),
     (["frobnicate"], "invalid choice"),
 ]
