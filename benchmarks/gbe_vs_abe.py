@@ -185,14 +185,16 @@ def cost_advantages(episodes: short_horizon.Episodes, gamma: float, lam: float,
   return adv
 
 
+def log_probs(policy: Policy, params, obs, raw):
+  """log pi_params(a | s) of the recorded pre-squash samples ``raw`` at ``obs``, [T, N]."""
+  return jax.vmap(lambda o, r: distributions.log_prob(distribution(policy, params, o), r))(obs, raw)
+
+
 def abe_change(policy: Policy, new_params, episodes: short_horizon.Episodes, raw, advantages,
                gamma: float):
   """(Eq. 72, centred Eq. 72): sum_t gamma^t 1/N sum_i (ratio_ti [- 1]) A_ti."""
-  def log_prob(params):
-    return jax.vmap(lambda o, r: distributions.log_prob(distribution(policy, params, o), r))(
-        episodes.obs, raw)
-
-  ratio = jnp.exp(log_prob(new_params) - log_prob(policy.params))  # [T, N]
+  ratio = jnp.exp(log_probs(policy, new_params, episodes.obs, raw)
+                  - log_probs(policy, policy.params, episodes.obs, raw))  # [T, N]
   discount = gamma ** jnp.arange(ratio.shape[0], dtype=ratio.dtype)
   literal = discount @ (ratio * advantages).mean(1)
   centred = discount @ ((ratio - 1.0) * advantages).mean(1)

@@ -55,7 +55,7 @@ import gbe_vs_abe
 from gbe_vs_abe import Policy, relative_error
 
 from jaxsafe import envs
-from jaxsafe.core import distributions, short_horizon, trust_region
+from jaxsafe.core import short_horizon, trust_region
 
 ENV_ID = gbe_vs_abe.ENV_ID
 ESTIMATORS = ("zobg", "zobg_b", "fobg")
@@ -97,8 +97,7 @@ def zobg_gradients(policy: Policy, episodes: short_horizon.Episodes, raw):
   loo_mean = (costs.sum() - costs) / (n - 1)
 
   def surrogate(params, weight):
-    lp = jax.vmap(lambda o, r: distributions.log_prob(gbe_vs_abe.distribution(policy, params, o),
-                                                      r))(episodes.obs, raw)  # [T, N]
+    lp = gbe_vs_abe.log_probs(policy, params, episodes.obs, raw)  # [T, N]
     return ((lp * episodes.alive).sum(0) * weight).mean()
 
   flat = lambda tree: trust_region.flatten(tree)[0]
