@@ -278,8 +278,9 @@ def make_gradient_agent(env: Env, config: GradientConfig, name: str = "cgpo") ->
     metrics = {}
     model_state = state.model
     if estimator == "model":
-      _, episodes = short_horizon.rollout_losses(params["actor"], env, act, values, start,
-                                                 k_policy, horizon, window)
+      # Real episodes only measure J and feed the model: no critics, no gradient (BPTT form).
+      _, episodes = short_horizon.rollout_losses(params["actor"], env, act, None, start,
+                                                 k_policy, horizon, horizon)
       model_state, model_losses = train_model(state.model, stats, hp, episodes, k_model)
       imagined = ModelEnv(model, model_state["params"], stats, horizon, hp["cost_limit"])
       g, q, _ = short_horizon.gradients(params["actor"], imagined, act, values,
