@@ -6,6 +6,9 @@ those repeats into cache hits; it lives in a fresh temporary directory, so every
 starts cold and no stale executable can leak between versions.
 """
 
+import contextlib
+import ctypes
+import glob
 import os
 import tempfile
 
@@ -22,3 +25,28 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 #: a tiny PPO-family configuration for tests of the runner and the CLI (not of learning).
 TINY = {"num_envs": 8, "rollout_length": 100, "update_epochs": 2, "num_minibatches": 2,
         "hidden_sizes": "16,16"}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+  """Limits scipy's bundled OpenBLAS to one thread, restoring it afterwards.
+
+  SLSQP makes many tiny BLAS calls; on a busy two-core machine each threaded call waits for a
+  descheduled worker, which made the SLSQP loop ~30x slower (48 s instead of 1.7 s). Best
+  effort: a no-op where scipy does not bundle OpenBLAS (then only speed is at stake).
+  """
+  import scipy
+
+  libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__) + ".libs", "*openblas*.so*"))
+  lib = ctypes.CDLL(libs[0]) if len(libs) == 1 else None  # the already loaded library
+  get = getattr(lib, "scipy_openblas_get_num_threads", None)
+  set_ = getattr(lib, "scipy_openblas_set_num_threads", None)
+  if get is None or set_ is None:
+    yield
+    return
+  before = get()
+  set_(1)
+  try:
+    yield
+  finally:
+    set_(before)

@@ -9,45 +9,17 @@ runs inside ``jax.enable_x64(True)`` so that nothing leaks into other test modul
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy
 from scipy import optimize
 
+from conftest import one_blas_thread
 from jaxsafe.core import trust_region as tr
 
 DIM = 50
 _SOLVE = jax.jit(jax.vmap(tr.solve))
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-  """Limits scipy's bundled OpenBLAS to one thread, restoring it afterwards.
-
-  SLSQP makes many tiny BLAS calls; on a busy two-core machine each threaded call waits for a
-  descheduled worker, which made the SLSQP loop ~30x slower (48 s instead of 1.7 s). Best
-  effort: a no-op where scipy does not bundle OpenBLAS (then only speed is at stake).
-  """
-  libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__) + ".libs", "*openblas*.so*"))
-  lib = ctypes.CDLL(libs[0]) if len(libs) == 1 else None  # the already loaded library
-  get = getattr(lib, "scipy_openblas_get_num_threads", None)
-  set_ = getattr(lib, "scipy_openblas_set_num_threads", None)
-  if get is None or set_ is None:
-    yield
-    return
-  before = get()
-  set_(1)
-  try:
-    yield
-  finally:
-    set_(before)
 
 
 def _instances(seed: int = 0) -> dict[str, np.ndarray]:
@@ -222,7 +194,7 @@ def test_agrees_with_slsqp(batch):
   assert np.sum(inactive) >= 100 and np.sum((cases == tr.PARTIAL) & ~inactive) >= 100
 
   outcomes = {"converged": 0, "stalled": 0, "failed": 0}
-  with _one_blas_thread():
+  with one_blas_thread():
     refs = [None if cases[i] == tr.RECOVERY else
             _slsqp(inst["g"][i, :inst["dim"][i]], inst["q"][i, :inst["dim"][i]], inst["c"][i],
                    inst["delta"][i], seed=i) for i in range(len(inst["c"]))]
