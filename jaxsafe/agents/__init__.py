@@ -22,6 +22,13 @@ def _ppo_family(constraint: str, name: str) -> AgentSpec:
   return AgentSpec(PPOConfig, lambda env, cfg: make_ppo(env, cfg, constraint, name), "")
 
 
+def _cppo_family(name: str) -> AgentSpec:
+  from jaxsafe.agents.cppo import CPPOConfig, DynaCPPOConfig, make_cppo, make_dyna_cppo
+  if name == "cppo":
+    return AgentSpec(CPPOConfig, lambda env, cfg: make_cppo(env, cfg, name), "")
+  return AgentSpec(DynaCPPOConfig, lambda env, cfg: make_dyna_cppo(env, cfg, name), "")
+
+
 def _gradient_family(name: str) -> AgentSpec:
   from jaxsafe.agents.cgpo import GradientConfig, make_gradient_agent
   return AgentSpec(GradientConfig, lambda env, cfg: make_gradient_agent(env, cfg, name), "",
@@ -32,6 +39,8 @@ _AGENTS: dict[str, tuple[Callable[[], AgentSpec], str]] = {
     "ppo": (lambda: _ppo_family("none", "ppo"), "PPO-Clip, unconstrained reference (Schulman et al. 2017)"),
     "ppo-lag": (lambda: _ppo_family("lagrangian", "ppo-lag"), "PPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
     "pid-lag": (lambda: _ppo_family("pid", "pid-lag"), "PPO with the PID Lagrangian (Stooke et al. 2020)"),
+    "cppo": (lambda: _cppo_family("cppo"), "EM on probability ratios: geometric E-step, ratio-matching M-step (Xuan et al. 2023)"),
+    "dyna-cppo": (lambda: _cppo_family("dyna-cppo"), "CPPO plus a multi-step dynamics model and imagined rollouts (shared/papers/000, Alg. 1)"),
     "cgpo": (lambda: _gradient_family("cgpo"), "gradients through the simulator, closed-form trust region (Dai et al. 2024)"),
     "mb-cgpo": (lambda: _gradient_family("mb-cgpo"), "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)"),
     "shac-lag": (lambda: _gradient_family("shac-lag"), "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)"),

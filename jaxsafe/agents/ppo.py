@@ -20,7 +20,7 @@ with A^R and A^C each standardised over the batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +38,13 @@ CONSTRAINT_MODES = ("none", "lagrangian", "pid")
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
-  """Hyper-parameters of ``ppo``, ``ppo-lag`` and ``pid-lag``.
+class OnPolicyConfig:
+  """What every PPO-style learner shares: data collection, networks, critics, optimiser.
 
-  Sources of the defaults: PPO values (clip 0.2, GAE lambda 0.95, gamma 0.99, Adam 3e-4 with eps
-  1e-5, max grad norm 0.5, 10 epochs, tanh 64x64 networks, orthogonal init) from CleanRL's
-  ``ppo_continuous_action.py`` and Andrychowicz et al. (2021); the multiplier learning rate 0.035
-  from OmniSafe's PPOLag; the PID gains and EMA weights from OmniSafe's CPPOPID (Kp 0.1, Ki 0.01,
-  Kd 0.01, EMA 0.95), which follow Stooke et al. (2020). ``num_envs * rollout_length`` env steps
-  are consumed per update.
+  Sources of the defaults: PPO values (GAE lambda 0.95, gamma 0.99, Adam 3e-4 with eps 1e-5, max
+  grad norm 0.5, 10 epochs, tanh 64x64 networks, orthogonal init) from CleanRL's
+  ``ppo_continuous_action.py`` and Andrychowicz et al. (2021). ``num_envs * rollout_length`` env
+  steps are consumed per update.
   """
 
   # Static: fix shapes or code paths.
@@ -64,12 +62,23 @@ class PPOConfig:
   learning_rate: float = hparam(3e-4, 0.0, 1.0, doc="Adam step size")
   gamma: float = hparam(0.99, 0.0, 1.0, doc="discount for reward and cost")
   gae_lambda: float = hparam(0.95, 0.0, 1.0, doc="GAE lambda")
-  clip_eps: float = hparam(0.2, 0.0, 1.0, doc="PPO ratio clip")
   entropy_coef: float = hparam(0.0, 0.0, None, doc="entropy bonus")
   value_coef: float = hparam(0.5, 0.0, None, doc="weight of the critics' losses")
   max_grad_norm: float = hparam(0.5, 1e-8, None, doc="global gradient-norm clip")
   log_std_init: float = hparam(-0.5, -5.0, 2.0, doc="initial log std of the policy")
   cost_limit: Optional[float] = hparam(None, doc="episode cost limit b (default: the task's)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(OnPolicyConfig):
+  """Hyper-parameters of ``ppo``, ``ppo-lag`` and ``pid-lag``.
+
+  On top of ``OnPolicyConfig``: the clip 0.2 (CleanRL); the multiplier learning rate 0.035 from
+  OmniSafe's PPOLag; the PID gains and EMA weights from OmniSafe's CPPOPID (Kp 0.1, Ki 0.01, Kd
+  0.01, EMA 0.95), which follow Stooke et al. (2020).
+  """
+
+  clip_eps: float = hparam(0.2, 0.0, 1.0, doc="PPO ratio clip")
   lagrangian_lr: float = hparam(0.035, 0.0, None, doc="ppo-lag: multiplier step size")
   lagrangian_init: float = hparam(0.0, 0.0, None, doc="ppo-lag: initial multiplier")
   pid_kp: float = hparam(0.1, 0.0, None, doc="pid-lag: proportional gain")
@@ -102,10 +111,77 @@ def _standardize(x: jax.Array) -> jax.Array:
   return (x - x.mean()) / (x.std() + 1e-8)
 
 
-def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = "ppo") -> Agent:
-  """Builds a PPO-family agent on ``env`` (vmapped over ``config.num_envs``, auto-resetting)."""
+class PolicyObjective(NamedTuple):
+  """How a PPO-style learner turns a batch's advantages into a policy loss.
+
+  - ``targets(adv_r, adv_c, episode_cost, state, hp) -> (target, lagrange_state, metrics)``: a
+    per-sample target ([T, num_envs]) computed once per batch from the raw GAE advantages and the
+    batch's measured episode cost (NaN when no episode finished), e.g. a Lagrangian advantage or
+    CPPO's E-step ratios; it may update the multiplier state.
+  - ``loss(ratio, log_ratio, target, hp) -> (policy_loss, aux)`` on a minibatch, with
+    ratio = pi_theta / pi_old.
+  """
+
+  targets: Callable[..., tuple[jax.Array, lagrange.LagrangeState, dict]]
+  loss: Callable[..., tuple[jax.Array, dict]]
+
+
+def lagrangian_objective(constraint: str) -> PolicyObjective:
+  """The clipped surrogate on (A^R - lambda A^C) / (1 + lambda), lambda by ``constraint``."""
   if constraint not in CONSTRAINT_MODES:
     raise ValueError(f"constraint must be one of {CONSTRAINT_MODES}, got {constraint!r}")
+
+  def update_multiplier(lag: lagrange.LagrangeState, hp: dict, episode_cost: jax.Array):
+    if constraint == "none":
+      return lag
+    if constraint == "lagrangian":
+      new = lagrange.gradient_ascent_update(lag, episode_cost, hp["cost_limit"], hp["lagrangian_lr"])
+    else:
+      new = lagrange.pid_update(lag, episode_cost, hp["cost_limit"], hp["pid_kp"], hp["pid_ki"],
+                                hp["pid_kd"], hp["pid_delta_ema"], hp["pid_d_ema"])
+    # No episode finished in this batch: nothing measured, keep the multiplier.
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), new, lag)
+
+  def targets(adv_r, adv_c, episode_cost, state, hp):
+    lag = update_multiplier(state.lagrange, hp, episode_cost)
+    lam = lag.multiplier
+    advantage = (_standardize(adv_r) - lam * _standardize(adv_c)) / (1.0 + lam)
+    return advantage, lag, {"multiplier": lam}
+
+  def loss(ratio, log_ratio, adv, hp):
+    clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
+    policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+    return policy_loss, {"clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
+
+  return PolicyObjective(targets, loss)
+
+
+class Learner(NamedTuple):
+  """The pieces of a PPO-style agent, for agents that add steps around them (Dyna-CPPO).
+
+  - ``update_with_data(state) -> (state, metrics, data)``: one iteration on a fresh real batch,
+    also returning the batch.
+  - ``learn(state, data, episode_cost, key) -> (state, metrics)``: GAE, targets and the epochs
+    of minibatch SGD on any batch shaped like a rollout (real or imagined); touches only the
+    parameters, optimiser and multiplier.
+  - ``act(params, stats, hp) -> ActFn``: the sampling policy on raw observations.
+  """
+
+  agent: Agent
+  update_with_data: Callable
+  learn: Callable
+  act: Callable
+
+
+def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = "ppo") -> Agent:
+  """Builds a PPO-family agent on ``env`` (vmapped over ``config.num_envs``, auto-resetting)."""
+  return make_learner(env, config, lagrangian_objective(constraint), name,
+                      lagrangian_init=constraint == "lagrangian").agent
+
+
+def make_learner(env: Env, config: OnPolicyConfig, objective: PolicyObjective, name: str,
+                 lagrangian_init: bool = False) -> Learner:
+  """Builds a PPO-style learner with the given policy objective (see ``Learner``)."""
   batch_size = config.num_envs * config.rollout_length
   if batch_size % config.num_minibatches:
     raise ConfigError(f"num_envs * rollout_length = {batch_size} is not divisible by "
@@ -147,7 +223,7 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
     return PPOState(
         params=params, opt_state=_optimizer(hp).init(params),
         obs_stats=normalize.update(normalize.init(obs_size), env_state.obs),
-        lagrange=lagrange.init(hp["lagrangian_init"] if constraint == "lagrangian" else 0.0),
+        lagrange=lagrange.init(hp["lagrangian_init"] if lagrangian_init else 0.0),
         env_state=env_state, rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
         last_episode=jnp.full((2,), jnp.nan))
 
@@ -158,46 +234,30 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
       return distributions.mode(dist)
     return distributions.sample(dist, key)[0]
 
-  def update_multiplier(lag: lagrange.LagrangeState, hp: dict, episode_cost: jax.Array):
-    if constraint == "none":
-      return lag
-    if constraint == "lagrangian":
-      new = lagrange.gradient_ascent_update(lag, episode_cost, hp["cost_limit"], hp["lagrangian_lr"])
-    else:
-      new = lagrange.pid_update(lag, episode_cost, hp["cost_limit"], hp["pid_kp"], hp["pid_ki"],
-                                hp["pid_kd"], hp["pid_delta_ema"], hp["pid_d_ema"])
-    # No episode finished in this batch: nothing measured, keep the multiplier.
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), new, lag)
-
   def loss_fn(params, hp, stats, batch):
     obs = norm(stats, batch["obs"])
     dist = dist_of(params["actor"], hp, obs)
     log_ratio = distributions.log_prob(dist, batch["raw_action"]) - batch["log_prob"]
     ratio = jnp.exp(log_ratio)
-    adv = batch["advantage"]
-    clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
-    policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+    policy_loss, aux = objective.loss(ratio, log_ratio, batch["target"], hp)
     value_r, value_c = critic_values(params, obs)
     value_loss = 0.5 * ((value_r - batch["reward_target"]) ** 2).mean()
     cost_value_loss = 0.5 * ((value_c - batch["cost_target"]) ** 2).mean()
     entropy = distributions.entropy(dist).mean()
     total = policy_loss + hp["value_coef"] * (value_loss + cost_value_loss) - hp["entropy_coef"] * entropy
     aux = {"policy_loss": policy_loss, "value_loss": value_loss, "cost_value_loss": cost_value_loss,
-           "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-           "clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
+           "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(), **aux}
     return total, aux
 
-  def update(state: PPOState) -> tuple[PPOState, dict]:
-    hp, stats, params = state.hparams, state.obs_stats, state.params
-    rng, rollout_key, sgd_key = jax.random.split(state.rng, 3)
-
-    # --- 1. Collect num_envs x rollout_length steps with the current policy. ----------------
-    def act(obs, key):
+  def act(params, stats, hp):
+    def act_fn(obs, key):
       return distributions.sample(dist_of(params["actor"], hp, norm(stats, obs)), key)
+    return act_fn
 
-    env_state, data = rollout(env, state.env_state, act, rollout_key, config.rollout_length)
+  def learn(state: PPOState, data, episode_cost: jax.Array, key: jax.Array):
+    hp, stats, params = state.hparams, state.obs_stats, state.params
 
-    # --- 2. GAE for reward and cost (bootstrapping through truncation, not termination). ---
+    # --- GAE for reward and cost (bootstrapping through truncation, not termination). ------
     value_r, value_c = critic_values(params, norm(stats, data.obs))
     next_value_r, next_value_c = critic_values(params, norm(stats, data.next_obs))
     terminations = data.done * (1.0 - data.truncation)
@@ -206,16 +266,14 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
     adv_c, target_c = gae(data.cost, value_c, next_value_c, terminations, data.done,
                           hp["gamma"], hp["gae_lambda"])
 
-    # --- 3. Multiplier step on the batch's measured episode cost J_C. ----------------------
-    episode_return, episode_cost, episodes = finished_episode_means(data)
-    lag = update_multiplier(state.lagrange, hp, episode_cost)
-    lam = lag.multiplier
-    advantage = (_standardize(adv_r) - lam * _standardize(adv_c)) / (1.0 + lam)
+    # --- The objective's per-sample targets (and multiplier step) from the whole batch. ----
+    target, lag, target_metrics = objective.targets(adv_r, adv_c, episode_cost, state, hp)
 
-    # --- 4. Epochs of minibatch SGD on the clipped surrogate and the critics. --------------
-    flat = lambda x: x.reshape((batch_size,) + x.shape[2:])
+    # --- Epochs of minibatch SGD on the policy loss and the critics. -----------------------
+    n = data.reward.size
+    flat = lambda x: x.reshape((n,) + x.shape[2:])
     batch = {"obs": flat(data.obs), "raw_action": flat(data.raw_action),
-             "log_prob": flat(data.log_prob), "advantage": flat(advantage),
+             "log_prob": flat(data.log_prob), "target": flat(target),
              "reward_target": flat(target_r), "cost_target": flat(target_c)}
     tx = _optimizer(hp)
 
@@ -226,34 +284,50 @@ def make_ppo(env: Env, config: PPOConfig, constraint: str = "none", name: str = 
       aux["grad_norm"] = optax.tree.norm(grads)
       return (optax.apply_updates(params, updates), opt_state), aux
 
-    (params, opt_state), aux = minibatch.epochs(sgd_step, (params, state.opt_state), batch, sgd_key,
+    (params, opt_state), aux = minibatch.epochs(sgd_step, (params, state.opt_state), batch, key,
                                                 config.update_epochs, config.num_minibatches)
+    metrics = {**target_metrics, "reward_advantage": adv_r.mean(), "cost_advantage": adv_c.mean(),
+               "step_reward": data.reward.mean(), "step_cost": data.cost.mean(),
+               **{k: v.mean() for k, v in aux.items()}}
+    return state.replace(params=params, opt_state=opt_state, lagrange=lag), metrics
+
+  def update_with_data(state: PPOState):
+    rng, rollout_key, sgd_key = jax.random.split(state.rng, 3)
+
+    # --- 1. Collect num_envs x rollout_length steps with the current policy. ----------------
+    act_fn = act(state.params, state.obs_stats, state.hparams)
+    env_state, data = rollout(env, state.env_state, act_fn, rollout_key, config.rollout_length)
+
+    # --- 2-4. GAE, targets from the batch's measured episode cost J_C, SGD. -----------------
+    episode_return, episode_cost, episodes = finished_episode_means(data)
+    state, learn_metrics = learn(state, data, episode_cost, sgd_key)
 
     # --- 5. Bookkeeping. --------------------------------------------------------------------
+    stats = state.obs_stats
     if config.normalize_observations:
       stats = normalize.update(stats, data.obs)
     measured = jnp.stack([episode_return, episode_cost])
     last_episode = jnp.where(jnp.isnan(measured), state.last_episode, measured)
     iteration = state.iteration + 1
-    new_state = state.replace(params=params, opt_state=opt_state, obs_stats=stats, lagrange=lag,
-                              env_state=env_state, rng=rng, iteration=iteration,
+    new_state = state.replace(obs_stats=stats, env_state=env_state, rng=rng, iteration=iteration,
                               last_episode=last_episode)
-    finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)]))
+    finite = jnp.all(jnp.stack([jnp.isfinite(x).all()
+                                for x in jax.tree_util.tree_leaves(new_state.params)]))
     metrics = {
         "iteration": iteration,
         "env_steps": iteration * batch_size,
         "episode_return": last_episode[0],
         "episode_cost": last_episode[1],
         "episodes": episodes,
-        "cost_limit": hp["cost_limit"],
+        "cost_limit": state.hparams["cost_limit"],
         "params_finite": finite.astype(jnp.float32),
-        f"{name}/multiplier": lam,
-        f"{name}/reward_advantage": adv_r.mean(),
-        f"{name}/cost_advantage": adv_c.mean(),
-        f"{name}/step_reward": data.reward.mean(),
-        f"{name}/step_cost": data.cost.mean(),
-        **{f"{name}/{k}": v.mean() for k, v in aux.items()},
+        **{f"{name}/{k}": v for k, v in learn_metrics.items()},
     }
+    return new_state, metrics, data
+
+  def update(state: PPOState) -> tuple[PPOState, dict]:
+    new_state, metrics, _ = update_with_data(state)
     return new_state, metrics
 
-  return Agent(name=name, config=config, env=env, init=init, update=update, policy=policy)
+  agent = Agent(name=name, config=config, env=env, init=init, update=update, policy=policy)
+  return Learner(agent=agent, update_with_data=update_with_data, learn=learn, act=act)

@@ -16,7 +16,8 @@ where ~ subtracts the batch mean (so sum(v) = 0). The angle t is the objective's
 t* = atan2(A~.e_r, A~.e_c) when that already satisfies the cost constraint ("interior"); otherwise
 the constraint is active and cos t = kappa = B / (R |A_c~|), sin t >= 0 ("boundary"); and when even
 the most cost-reducing point of the ball, -R e_c, cannot meet the budget (kappa < -1), the step is
-that point: the recovery update ("recovery").
+that point ("recovery"). ``recover=True`` asks for that point directly, whatever the budget:
+CPPO's recovery update while its policy violates the constraint.
 
 The element-wise bound v > -1 is enforced by the iterative step the specification describes: the
 entries that break it are fixed at ``floor`` (= -1 + ``min_ratio``), and the plane problem is solved
@@ -81,7 +82,8 @@ def _plane_solve(adv, cost_adv, budget, radius):
 
 
 def e_step(advantage: jax.Array, cost_advantage: jax.Array, cost_budget: jax.Array,
-           radius: jax.Array, min_ratio: float = 0.05, num_iterations: int = 8) -> Solution:
+           radius: jax.Array, min_ratio: float = 0.05, num_iterations: int = 8,
+           recover: jax.Array | bool = False) -> Solution:
   """Solves Eq. 4a-4b for one batch; every argument may be traced.
 
   Args:
@@ -91,12 +93,15 @@ def e_step(advantage: jax.Array, cost_advantage: jax.Array, cost_budget: jax.Arr
     radius: R, the bound on |v_bar|_2.
     min_ratio: entries that would go below -1 are fixed at v_bar = -1 + min_ratio.
     num_iterations: fix-and-re-solve rounds of the element-wise step.
+    recover: (may be traced) solve the recovery problem instead: max -v.A_c over the same set
+      (v_bar = -R A_c~/|A_c~| while no entry reaches the floor), reported as RECOVERY.
 
   Returns:
     ``Solution`` with ``v_bar``: sum 0, |v_bar| <= R, v_bar > -1.
   """
-  adv = jnp.asarray(advantage, jnp.float32)
   cost_adv = jnp.asarray(cost_advantage, jnp.float32)
+  adv = jnp.where(recover, -cost_adv, jnp.asarray(advantage, jnp.float32))
+  cost_budget = jnp.where(recover, jnp.inf, cost_budget)
   n = adv.shape[0]
   floor = -1.0 + min_ratio
 
@@ -123,4 +128,5 @@ def e_step(advantage: jax.Array, cost_advantage: jax.Array, cost_budget: jax.Arr
   norm = jnp.linalg.norm(v)
   scale = jnp.minimum(1.0, jnp.minimum(radius / jnp.maximum(norm, _TINY),
                                        (1.0 - min_ratio) / jnp.maximum(-v.min(), _TINY)))
+  case = jnp.where(recover, RECOVERY, case)
   return Solution(v_bar=scale * v, case=case, kappa=kappa, fixed=fixed, scaled=scale)

@@ -39,6 +39,22 @@ class Transitions:
   weight: jax.Array  # 1.0 for a real transition, 0.0 for padding (e.g. after termination)
 
 
+@struct.dataclass
+class Segments:
+  """K-step pieces of real trajectories: s_t, a_{t..t+K-1}, and s, r, c after each action.
+
+  Shapes [B, ...] for ``obs`` and [B, K, ...] for the rest; ``mask[b, k]`` is 1 while the
+  segment is still in the episode it started in (no episode ended before action k).
+  """
+
+  obs: jax.Array
+  action: jax.Array
+  next_obs: jax.Array
+  reward: jax.Array
+  cost: jax.Array
+  mask: jax.Array
+
+
 class WorldModelNet(nn.Module):
   """(normalised s, a) -> (Delta s, r, c)."""
 
@@ -76,9 +92,41 @@ class WorldModel:
                + jnp.square(reward - batch.reward) + jnp.square(cost - batch.cost))
     return (batch.weight * squared).sum() / jnp.maximum(batch.weight.sum(), 1.0)
 
+  def multi_step_loss(self, params, stats: normalize.RunningStats, batch: "Segments",
+                      weights: jax.Array) -> jax.Array:
+    """Dyna-CPPO's K-step loss (``shared/papers/000``, Eq. 5), with reward and cost terms.
+
+    From s_t the model is rolled open-loop through a_t .. a_{t+K-1}; at each k = 1..K
+
+        e_k = |(F^k_s - s_{t+k}) / sigma|_2 + (F^k_r - r_{t+k-1})^2 + (F^k_c - c_{t+k-1})^2,
+
+    with sigma the running observation std (so every coordinate counts, whatever its scale),
+    and L = sum_k w_k mean_b e_k over the items whose segment is still inside one episode at k.
+    """
+    def one_step(obs, action):
+      next_obs, reward, cost = self.predict(params, stats, obs, action)
+      return next_obs, (next_obs, reward, cost)
+
+    # Time-major scan over the K actions of every item.
+    _, (obs_hat, reward_hat, cost_hat) = jax.lax.scan(
+        one_step, batch.obs, jnp.swapaxes(batch.action, 0, 1))
+    obs_hat, reward_hat, cost_hat = (jnp.swapaxes(x, 0, 1) for x in (obs_hat, reward_hat, cost_hat))
+    scaled = (obs_hat - batch.next_obs) / jnp.sqrt(stats.var + 1e-8)
+    state_error = jnp.sqrt(jnp.sum(jnp.square(scaled), axis=-1) + 1e-12)  # finite gradient at 0
+    error = (state_error + jnp.square(reward_hat - batch.reward)
+             + jnp.square(cost_hat - batch.cost))  # [B, K]
+    per_k = (batch.mask * error).sum(0) / jnp.maximum(batch.mask.sum(0), 1.0)
+    return jnp.sum(weights * per_k)
+
   def sgd_step(self, params, opt_state, tx: optax.GradientTransformation,
-               stats: normalize.RunningStats, batch: Transitions):
-    loss, grads = jax.value_and_grad(self.loss)(params, stats, batch)
+               stats: normalize.RunningStats, batch, loss: str = "one_step", weights=None):
+    """One Adam step on Eq. 85 (``loss="one_step"``, ``Transitions``) or on Eq. 5
+    (``loss="multi_step"``, ``Segments`` and the weights w_k)."""
+    if loss == "one_step":
+      loss_fn = self.loss
+    else:
+      loss_fn = lambda p, s, b: self.multi_step_loss(p, s, b, weights)
+    loss, grads = jax.value_and_grad(loss_fn)(params, stats, batch)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
