@@ -1,4 +1,4 @@
-"""Learning tests on ``function``: the Lagrangian agents and CGPO meet its cost limit; PPO does not.
+"""Learning tests on ``function``: the Lagrangian agents, CGPO and CPPO meet its cost limit; PPO does not.
 
 Acceptance criterion: PPO-Lag and PID-Lag end with a mean episode cost within 10% of the limit
 b = 8.0 (in [7.2, 8.8]) over the last 10% of training iterations, for each of 3 fixed seeds;
@@ -50,13 +50,14 @@ OVERRIDES = {
 }
 
 
-def _train(name: str) -> dict[str, np.ndarray]:
+def _train(name: str, overrides: dict | None = None,
+           extra: tuple[str, ...] = ("multiplier",)) -> dict[str, np.ndarray]:
   """Trains SEEDS of ``name`` for ITERATIONS updates; returns per-iteration metrics [seed, iter]."""
-  agent = agents.make(name, ENV, **OVERRIDES[name])
+  agent = agents.make(name, ENV, **(OVERRIDES[name] if overrides is None else overrides))
   assert agent.config.cost_limit == COST_LIMIT
   keys = jnp.stack([jax.random.PRNGKey(seed) for seed in SEEDS])
   state = jax.jit(jax.vmap(agent.init))(keys)
-  wanted = ("episode_cost", "episode_return", f"{name}/multiplier")
+  wanted = ("episode_cost", "episode_return", *(f"{name}/{k}" for k in extra))
 
   def chunk(state):
     state, metrics = jax.lax.scan(lambda s, _: agent.update(s), state, None, length=CHUNK)
@@ -91,15 +92,15 @@ def pid_lag_run():
   return _train("pid-lag")
 
 
-def _assert_at_limit(name: str, run: dict[str, np.ndarray]) -> None:
+def _assert_at_limit(name: str, run: dict[str, np.ndarray], multiplier: bool = True) -> None:
   costs = _last_fraction_mean(run["episode_cost"])
-  multipliers = _last_fraction_mean(run[f"{name}/multiplier"])
+  multipliers = _last_fraction_mean(run[f"{name}/multiplier"]) if multiplier else None
   low, high = COST_LIMIT * (1 - TOLERANCE), COST_LIMIT * (1 + TOLERANCE)
   ok = np.isfinite(costs) & (costs >= low) & (costs <= high)
   assert ok.all(), (
       f"{name}: last-10% mean episode cost per seed {dict(zip(SEEDS, np.round(costs, 3)))} "
       f"not all in [{low:.1f}, {high:.1f}] (limit {COST_LIMIT}); "
-      f"last-10% multiplier {dict(zip(SEEDS, np.round(multipliers, 3)))}")
+      f"last-10% multiplier {dict(zip(SEEDS, np.round(multipliers, 3))) if multiplier else 'n/a'}")
 
 
 def test_ppo_lag_meets_cost_limit(ppo_lag_run):
@@ -146,3 +147,40 @@ def test_cgpo_ends_within_five_percent_of_limit(cgpo_run):
   # It got there through the trust region's partial case, after recovery steps from J_C > b.
   cases = cgpo_run["cgpo/case"]
   assert (cases == 0).any() and (cases[:, -CGPO_ITERATIONS // 10:] == 2).mean() > 0.5
+
+
+# CPPO (issue 4): its defaults except the batch of the tests above (16 envs, same 240k-step
+# budget) and one critic torso with two heads. On `function` reward == cost, so with two separate
+# critics A and A_c differ only by the critics' fitting errors; the E-step then spends most of its
+# ratio ball on that noise (the part of A orthogonal to A_c) and CPPO drifts below the limit
+# (docs/algorithms.md, "CPPO"). The shared torso makes the two errors alike.
+CPPO_OVERRIDES = {"num_envs": 16, "rollout_length": 100, "shared_critic": True}
+CPPO_RECOVERY_ITERATIONS = 25  # stated budget: feasible within 25 x 1,600 = 40k env steps
+
+
+@pytest.fixture(scope="module")
+def cppo_run():
+  return _train("cppo", CPPO_OVERRIDES, extra=("case",))
+
+
+@pytest.fixture(scope="module")
+def ppo_lag_same_config_run():
+  """PPO-Lag with exactly CPPO's overrides (its own defaults otherwise), same budget."""
+  return _train("ppo-lag", CPPO_OVERRIDES)
+
+
+def test_cppo_recovers_from_an_infeasible_start(cppo_run):
+  costs, cases = cppo_run["episode_cost"], cppo_run["cppo/case"]
+  assert (costs[:, 0] > COST_LIMIT).all(), f"the initial policies should be infeasible: {costs[:, 0]}"
+  assert (cases[:, 0] == 0).all()  # the first update is a recovery update
+  first_feasible = np.argmax(costs <= COST_LIMIT, axis=1)
+  assert ((costs <= COST_LIMIT).any(axis=1) & (first_feasible < CPPO_RECOVERY_ITERATIONS)).all(), (
+      f"cppo: first feasible iteration per seed {first_feasible} (limit {CPPO_RECOVERY_ITERATIONS})")
+
+
+def test_cppo_ends_at_the_limit_with_return_no_worse_than_ppo_lag(cppo_run, ppo_lag_same_config_run):
+  _assert_at_limit("cppo", cppo_run, multiplier=False)
+  cppo_return = _last_fraction_mean(cppo_run["episode_return"]).mean()
+  lag_return = _last_fraction_mean(ppo_lag_same_config_run["episode_return"]).mean()
+  assert cppo_return >= lag_return, (
+      f"cppo last-10% return {cppo_return:.3f} < ppo-lag's {lag_return:.3f} (same config, budget)")

@@ -12,13 +12,15 @@ GAE advantages A and A_c for reward and cost, then
   v_bar > -1, where d' = (1 - gamma)(b - J_c) is Eq. 2b's cost budget per step (J_c the batch's
   measured episode cost, b the limit) and R = sqrt(2 N delta) turns the KL bound
   D_KL(q || pi) ~ E[v_bar^2] / 2 <= delta (Eq. 3, second order) into the ball of Eq. 4a.
-- Recovery update: when J_c > b, d' < 0 and the cost constraint forces cos t <= kappa < 0, so the
-  step turns against A_c first and only the slack left serves the reward; when even the most
-  cost-reducing ratio of the ball cannot meet the budget (kappa < -1) the step is that ratio,
-  v_bar = -R A_c~ / |A_c~|, with no reward term at all.
-- M-step (Eq. 2a): fit pi_theta to q = v pi_old by the ratio-matching loss
-  E_{pi_old}[(pi_theta(a|s) / pi_old(a|s) - v)^2] over epochs of minibatch SGD; the trust region
-  is v's own ball (the fit stops at q, so no PPO clip is needed).
+- Recovery update: while the policy violates the constraint (J_c > b) the E-step drops the reward
+  and solves for the most cost-reducing ratios of the same set, v_bar = -R A_c~ / |A_c~| (entries
+  that would reach 0 held at the floor): the direction turns to reduce cost first, and the reward
+  is pursued again from the first batch whose J_c is within the limit. (Without it, d' < 0 still
+  tilts the step against A_c, but by an angle that is small when b - J_c is small against the
+  ball; measured in docs/algorithms.md.)
+- M-step (Eq. 2a): the ELBO's theta-dependent term is -D_KL(q || pi_theta), so pi_theta is fit to
+  q = v pi_old by the weighted likelihood max_theta E_{pi_old}[v log pi_theta(a|s)] over epochs of
+  minibatch SGD. Its trust region is v's own ball: the fit stops at q, so no PPO clip is needed.
 
 ``dyna-cppo`` (Algorithm 1): after the CPPO update on the real batch (line 3), the batch goes
 into a replay buffer (line 4); the dynamics model F_phi, with reward and cost heads, takes
@@ -80,7 +82,8 @@ class DynaCPPOConfig(CPPOConfig):
 
 
 def cppo_objective(config: CPPOConfig) -> PolicyObjective:
-  """E-step targets v = 1 + v_bar (Eq. 4) and the ratio-matching M-step loss (Eq. 2a)."""
+  """E-step targets v = 1 + v_bar (Eq. 4, recovery while J_c > b) and the weighted-likelihood
+  M-step loss (Eq. 2a)."""
 
   def targets(adv_r, adv_c, episode_cost, state, hp):
     # J_c of the batch; the latest measured one if no episode ended in it; unknown: budget 0.
@@ -100,6 +103,7 @@ def cppo_objective(config: CPPOConfig) -> PolicyObjective:
     return v, state.lagrange, metrics
 
   def loss(ratio, log_ratio, v, hp):
+    # -E_old[v log pi_theta] up to a constant: log_ratio = log pi_theta - log pi_old.
     return -jnp.mean(v * log_ratio), {"ratio_error": jnp.mean(jnp.abs(ratio - v))}
 
   return PolicyObjective(targets, loss)
