@@ -18,12 +18,10 @@ Each row is the mean over seeds (steps to target over the seeds that reach it, w
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-import time
 import warnings
 
 import numpy as np
+from runs import print_table, train_each
 
 warnings.filterwarnings("ignore")
 
@@ -49,8 +47,7 @@ def main():
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override for every algorithm (repeatable)")
   args = parser.parse_args()
-  from jaxsafe import envs, train
-  from jaxsafe.train.logger import read_progress
+  from jaxsafe import envs
 
   task = envs.make(args.env)
   limit, horizon = task.cost_limit, task.episode_length
@@ -58,29 +55,19 @@ def main():
   print(f"{args.env}: b = {limit:g}, T = {horizon}, {args.total_steps:,} env steps per run, "
         f"{args.seeds} seeds, target return {args.target:g}, overrides {overrides}", flush=True)
   rows = []
-  with tempfile.TemporaryDirectory() as tmp:
-    for algo in args.algos.split(","):
-      run_dir = os.path.join(tmp, algo)
-      t0 = time.perf_counter()
-      spec = train.RunSpec(algo, args.env, seeds=args.seeds, total_steps=args.total_steps,
-                           overrides=overrides)
-      train.run(spec, run_dir, progress=False)
-      wall = time.perf_counter() - t0
-      cols = read_progress(run_dir)
-      per_seed = np.array([curve_metrics(cols, s, limit, horizon, args.target)
-                           for s in range(args.seeds)])
-      hit = per_seed[:, 0][np.isfinite(per_seed[:, 0])]
-      hit_text = f"{hit.mean():,.0f} ({hit.size}/{args.seeds})" if hit.size else f"never (0/{args.seeds})"
-      rows.append(f"| {algo} | {hit_text} | {per_seed[:, 1].mean():,.1f} | "
-                  f"{per_seed[:, 2].mean():.2f} +- {per_seed[:, 2].std():.2f} | "
-                  f"{per_seed[:, 3].mean():.2f} +- {per_seed[:, 3].std():.2f} | {wall:.0f} |")
-      print(f"{algo}: {wall:.0f} s; per seed (steps to target, violation, return, cost): "
-            f"{np.round(per_seed, 2).tolist()}", flush=True)
-  print("\n| algorithm | env steps to target (seeds) | cumulative violation | last-10% return | "
-        "last-10% J_C | wall (s) |")
-  print("|---|---:|---:|---:|---:|---:|")
-  print("\n".join(rows))
-
+  for algo, cols, wall in train_each(args.algos.split(","), args.env, args.seeds,
+                                     args.total_steps, overrides):
+    per_seed = np.array([curve_metrics(cols, s, limit, horizon, args.target)
+                         for s in range(args.seeds)])
+    hit = per_seed[:, 0][np.isfinite(per_seed[:, 0])]
+    hit_text = f"{hit.mean():,.0f} ({hit.size}/{args.seeds})" if hit.size else f"never (0/{args.seeds})"
+    rows.append(f"| {algo} | {hit_text} | {per_seed[:, 1].mean():,.1f} | "
+                f"{per_seed[:, 2].mean():.2f} +- {per_seed[:, 2].std():.2f} | "
+                f"{per_seed[:, 3].mean():.2f} +- {per_seed[:, 3].std():.2f} | {wall:.0f} |")
+    print(f"{algo}: {wall:.0f} s; per seed (steps to target, violation, return, cost): "
+          f"{np.round(per_seed, 2).tolist()}", flush=True)
+  print_table(["algorithm", "env steps to target (seeds)", "cumulative violation",
+               "last-10% return", "last-10% J_C", "wall (s)"], rows)
 
 if __name__ == "__main__":
   main()

@@ -21,12 +21,10 @@ the seeds that enter the critical area. The paper's numbers are printed beside o
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-import time
 import warnings
 
 import numpy as np
+from runs import print_table, train_each
 
 warnings.filterwarnings("ignore")
 
@@ -96,33 +94,23 @@ def main():
                       "(default: one CGPO iteration, 128 envs x 300 steps)")
   parser.add_argument("--window", type=int, default=10, help="Conv. Steps window, in bins")
   args = parser.parse_args()
-  from jaxsafe import envs, train
-  from jaxsafe.train.logger import read_progress
+  from jaxsafe import envs
 
   task = envs.make(args.env)
   limit, horizon = task.cost_limit, task.episode_length
   print(f"{args.env}: b = {limit:g}, T = {horizon}, {args.total_steps:.2e} env steps per run, "
         f"{args.seeds} seeds, bins of {args.bin} steps, window {args.window}", flush=True)
   rows = []
-  with tempfile.TemporaryDirectory() as tmp:
-    for algo in args.algos.split(","):
-      run_dir = os.path.join(tmp, algo)
-      t0 = time.perf_counter()
-      spec = train.RunSpec(algo, args.env, seeds=args.seeds, total_steps=args.total_steps)
-      train.run(spec, run_dir, progress=False)
-      cols = read_progress(run_dir)
-      conv, vio, ret, cost = table_row(algo, cols, range(args.seeds), limit, horizon, args.bin,
-                                       args.window)
-      paper = PAPER.get(args.env, {}).get(algo)
-      paper_text = (f"{paper[0]:.2e} | {paper[1] if paper[1] is not None else '-'}"
-                    if paper else "- | -")
-      rows.append(f"| {algo} | {conv} | {vio} | {ret:.1f} | {cost:.1f} | {paper_text} |")
-      print(f"{algo}: {time.perf_counter() - t0:.0f} s", flush=True)
-  print("\n| algorithm | Conv. Steps (seeds) | Vio. Ratio % (seeds) | last-10% return | "
-        "last-10% J_C | paper Conv. Steps | paper Vio. Ratio % |")
-  print("|---|---:|---:|---:|---:|---:|---:|")
-  print("\n".join(rows))
-
+  for algo, cols, wall in train_each(args.algos.split(","), args.env, args.seeds, args.total_steps):
+    conv, vio, ret, cost = table_row(algo, cols, range(args.seeds), limit, horizon, args.bin,
+                                     args.window)
+    paper = PAPER.get(args.env, {}).get(algo)
+    paper_text = (f"{paper[0]:.2e} | {paper[1] if paper[1] is not None else '-'}"
+                  if paper else "- | -")
+    rows.append(f"| {algo} | {conv} | {vio} | {ret:.1f} | {cost:.1f} | {paper_text} |")
+    print(f"{algo}: {wall:.0f} s", flush=True)
+  print_table(["algorithm", "Conv. Steps (seeds)", "Vio. Ratio % (seeds)", "last-10% return",
+               "last-10% J_C", "paper Conv. Steps", "paper Vio. Ratio %"], rows)
 
 if __name__ == "__main__":
   main()

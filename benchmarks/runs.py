@@ -1,0 +1,31 @@
+"""What the multi-algorithm benchmarks share: train each algorithm's seeds as one runner program
+and read its curves back; print a markdown table."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+
+def train_each(algos: list[str], env: str, seeds: int, total_steps: int,
+               overrides: dict | None = None) -> Iterator[tuple[str, dict, float]]:
+  """Yields (algo, progress columns, wall seconds) per algorithm, ``seeds`` seeds each."""
+  from jaxsafe import train
+  from jaxsafe.train.logger import read_progress
+
+  with tempfile.TemporaryDirectory() as tmp:
+    for algo in algos:
+      run_dir = os.path.join(tmp, algo)
+      t0 = time.perf_counter()
+      spec = train.RunSpec(algo, env, seeds=seeds, total_steps=total_steps,
+                           overrides=dict(overrides or {}))
+      train.run(spec, run_dir, progress=False)
+      yield algo, read_progress(run_dir), time.perf_counter() - t0
+
+
+def print_table(header: list[str], rows: list[str]) -> None:
+  print("\n| " + " | ".join(header) + " |")
+  print("|---|" + "---:|" * (len(header) - 1))
+  print("\n".join(rows))
