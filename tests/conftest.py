@@ -16,7 +16,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _CACHE = tempfile.mkdtemp(prefix="jaxsafe-xla-cache-")
 os.environ["JAXSAFE_TEST_XLA_CACHE"] = _CACHE  # subprocesses of the tests share it
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -3,6 +3,8 @@ model's K-step error on held-out real data; plus `dyna-cppo` through the command
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +57,7 @@ def test_multi_step_loss_equals_a_hand_computation():
 
 
 def test_segments_stop_at_the_end_of_an_episode():
-  length, obs_size = 6, 1
+  length = 6
   done = np.zeros((length,), np.float32)
   done[2] = 1.0  # the episode ends with the step at index 2
   item = {"obs": np.arange(length, dtype=np.float32)[:, None],
@@ -117,11 +119,12 @@ def test_model_k_step_error_falls_on_held_out_data(real_data):
 
   params = model.init(jax.random.PRNGKey(3))
   opt_state = tx.init(params)
-  errors = [float(jax.jit(k_step_error)(params))]
+  k_step_error = jax.jit(k_step_error)
+  errors = [float(k_step_error(params))]
   for i in range(3):
     params, opt_state = train_steps(params, opt_state, jax.random.PRNGKey(10 + i))
-    errors.append(float(jax.jit(k_step_error)(params)))
-  assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    errors.append(float(k_step_error(params)))
+  assert all(b < a for a, b in itertools.pairwise(errors)), errors
   assert errors[-1] < 0.2 * errors[0], errors
 
 
@@ -145,6 +148,7 @@ def test_imagined_rollout_follows_the_model_and_truncates_at_h(real_data):
     next_obs, reward, cost = model.predict(params, stats, obs, data.raw_action[t])
     np.testing.assert_allclose(data.next_obs[t], next_obs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(data.reward[t], reward, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data.cost[t], cost, rtol=1e-5, atol=1e-6)
     obs = next_obs
 
 

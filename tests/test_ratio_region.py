@@ -11,9 +11,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import one_blas_thread
 from scipy import optimize
 
-from conftest import one_blas_thread
 from jaxsafe.core import ratio_region as rr
 
 MIN_RATIO = 0.05
@@ -48,14 +48,26 @@ def _is_feasible(cost_adv, budget, radius):
   return _min_cost(cost_adv, radius) <= budget - 1e-6
 
 
-def _min_cost(cost_adv, radius):
-  n = cost_adv.size
+def _constraints(n, radius, cost_adv=None, budget=None):
+  """SLSQP constraints of Eq. 4 (the cost row only when ``cost_adv`` is given)."""
   cons = [{"type": "eq", "fun": lambda x: x.sum(), "jac": lambda x: np.ones(n)},
           {"type": "ineq", "fun": lambda x: radius**2 - x @ x, "jac": lambda x: -2 * x},
           {"type": "ineq", "fun": lambda x: x + 1 - MIN_RATIO, "jac": lambda x: np.eye(n)}]
-  res = optimize.minimize(lambda x: x @ cost_adv, np.zeros(n), jac=lambda x: cost_adv,
-                          constraints=cons, method="SLSQP", options={"maxiter": 500, "ftol": 1e-12})
-  return res.fun
+  if cost_adv is not None:
+    cons.append({"type": "ineq", "fun": lambda x: budget - x @ cost_adv, "jac": lambda x: -cost_adv})
+  return cons
+
+
+def _slsqp_max(objective, x0, cons):
+  """argmax of objective.x over ``cons`` by SLSQP from ``x0``."""
+  return optimize.minimize(lambda x: -x @ objective, x0, jac=lambda x: -objective,
+                           constraints=cons, method="SLSQP",
+                           options={"maxiter": 500, "ftol": 1e-12}).x
+
+
+def _min_cost(cost_adv, radius):
+  x = _slsqp_max(-cost_adv, np.zeros(cost_adv.size), _constraints(cost_adv.size, radius))
+  return x @ cost_adv
 
 
 @pytest.mark.parametrize("n", [8, 64, 512, 4096])
@@ -108,16 +120,10 @@ def test_e_step_matches_slsqp_on_small_batches():
       adv, cost_adv, budget, radius = _instance(rng, n, FAMILIES[i % len(FAMILIES)])
       if not _is_feasible(cost_adv, budget, radius):
         continue
-      cons = [{"type": "eq", "fun": lambda x: x.sum(), "jac": lambda x: np.ones(n)},
-              {"type": "ineq", "fun": lambda x: budget - x @ cost_adv, "jac": lambda x: -cost_adv},
-              {"type": "ineq", "fun": lambda x: radius**2 - x @ x, "jac": lambda x: -2 * x},
-              {"type": "ineq", "fun": lambda x: x + 1 - MIN_RATIO, "jac": lambda x: np.eye(n)}]
+      cons = _constraints(n, radius, cost_adv, budget)
       best = -np.inf
       for _ in range(3):
-        res = optimize.minimize(lambda x: -x @ adv, rng.normal(size=n) * 0.01, jac=lambda x: -adv,
-                                constraints=cons, method="SLSQP",
-                                options={"maxiter": 500, "ftol": 1e-12})
-        x = res.x
+        x = _slsqp_max(adv, rng.normal(size=n) * 0.01, cons)
         ok = (abs(x.sum()) < 1e-6 and x @ cost_adv <= budget + 1e-6 and x @ x <= radius**2 + 1e-6
               and x.min() >= -1 + MIN_RATIO - 1e-6)
         if ok:

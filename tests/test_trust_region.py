@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import one_blas_thread
 from scipy import optimize
 
-from conftest import one_blas_thread
 from jaxsafe.core import trust_region as tr
 
 DIM = 50

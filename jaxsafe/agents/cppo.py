@@ -143,10 +143,7 @@ def make_dyna_cppo(env: Env, config: DynaCPPOConfig, name: str = "dyna-cppo") ->
     k_agent, k_model, rng = jax.random.split(key, 3)
     agent_state = base.init(k_agent, hp)
     model_params = model.init(k_model)
-    L = config.rollout_length
-    example = {"obs": jnp.zeros((L, env.observation_size)), "action": jnp.zeros((L, env.action_size)),
-               "next_obs": jnp.zeros((L, env.observation_size)), "reward": jnp.zeros((L,)),
-               "cost": jnp.zeros((L,)), "done": jnp.zeros((L,))}
+    example = imagination.empty_item(env.observation_size, env.action_size, config.rollout_length)
     return DynaState(agent=agent_state, model_params=model_params,
                      model_opt_state=model_tx(hp).init(model_params),
                      buffer=replay.init(example, capacity), rng=rng)

@@ -20,7 +20,8 @@ with A^R and A^C each standardised over the batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ class OnPolicyConfig:
   value_coef: float = hparam(0.5, 0.0, None, doc="weight of the critics' losses")
   max_grad_norm: float = hparam(0.5, 1e-8, None, doc="global gradient-norm clip")
   log_std_init: float = hparam(-0.5, -5.0, 2.0, doc="initial log std of the policy")
-  cost_limit: Optional[float] = hparam(None, doc="episode cost limit b (default: the task's)")
+  cost_limit: float | None = hparam(None, doc="episode cost limit b (default: the task's)")
 
 
 @dataclasses.dataclass(frozen=True)

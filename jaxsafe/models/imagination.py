@@ -29,6 +29,13 @@ def trajectory_items(data: Transition) -> dict:
   return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), items)
 
 
+def empty_item(obs_size: int, action_size: int, length: int) -> dict:
+  """One zero buffer item shaped like those of ``trajectory_items`` (for ``replay.init``)."""
+  obs = jnp.zeros((length, obs_size))
+  return {"obs": obs, "action": jnp.zeros((length, action_size)), "next_obs": obs,
+          "reward": jnp.zeros((length,)), "cost": jnp.zeros((length,)), "done": jnp.zeros((length,))}
+
+
 def sample_segments(buffer: replay.Buffer, key: jax.Array, batch_size: int, horizon: int) -> Segments:
   """``batch_size`` K-step segments (K = ``horizon``) from random items and start steps."""
   k_item, k_start = jax.random.split(key)

@@ -92,7 +92,7 @@ class WorldModel:
                + jnp.square(reward - batch.reward) + jnp.square(cost - batch.cost))
     return (batch.weight * squared).sum() / jnp.maximum(batch.weight.sum(), 1.0)
 
-  def multi_step_loss(self, params, stats: normalize.RunningStats, batch: "Segments",
+  def multi_step_loss(self, params, stats: normalize.RunningStats, batch: Segments,
                       weights: jax.Array) -> jax.Array:
     """Dyna-CPPO's K-step loss (``shared/papers/000``, Eq. 5), with reward and cost terms.
 
