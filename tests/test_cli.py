@@ -120,3 +120,10 @@ def test_plot_writes_png(trained, tmp_path, capsys):
   with open(out_png, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert os.path.getsize(out_png) > 10_000
+
+
+@pytest.mark.parametrize("algo", ["ppo-lag", "cppo", "cgpo"])
+def test_optional_hyper_parameters_are_parsed_from_strings(algo):
+  """`--set cost_limit=5` gives the float 5.0 whether the field is Optional[float] or float | None."""
+  config = agents.make(algo, "function", cost_limit="5").config
+  assert config.cost_limit == 5.0 and isinstance(config.cost_limit, float)

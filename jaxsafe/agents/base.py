@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any, Callable, NamedTuple
 
@@ -107,15 +108,15 @@ def apply_overrides(config, overrides: dict[str, Any]):
   from jaxsafe.envs.registry import suggest
 
   cls = type(config)
-  types = typing.get_type_hints(cls)
+  hints = typing.get_type_hints(cls)
   names = [f.name for f in dataclasses.fields(cls)]
   changes = {}
   for name, text in overrides.items():
     if name not in names:
       raise ConfigError(f"unknown hyper-parameter '{name}' for {cls.__name__}"
                         f"{suggest(name, names)}; valid: {', '.join(names)}")
-    kind = types[name]
-    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+    kind = hints[name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # Optional[X] or X | None
       kind = next(a for a in typing.get_args(kind) if a is not type(None))
     value = _parse(name, kind, text)
     _check(cls, name, value)
