@@ -6,7 +6,8 @@ mean squared error of Eq. 85,
 
     L = |F_s(s, a) - s'|^2 + (F_r(s, a) - r)^2 + (F_c(s, a) - c)^2,
 
-averaged over a batch. ``ModelEnv`` wraps trained parameters as a differentiable ``Env`` whose
+averaged over a batch; Dyna-CPPO trains the same network with the K-step open-loop loss of its
+Eq. 5 (``multi_step_loss``). ``ModelEnv`` wraps trained parameters as a differentiable ``Env`` whose
 state is the observation, so gradients can be taken through imagined rollouts exactly as through
 a simulator (Algorithm 3). The model has no termination head: imagined episodes run the whole
 horizon (the tasks MB-CGPO targets, function-floor and swimmer-velocity, never terminate).
@@ -124,8 +125,10 @@ class WorldModel:
     (``loss="multi_step"``, ``Segments`` and the weights w_k)."""
     if loss == "one_step":
       loss_fn = self.loss
-    else:
+    elif loss == "multi_step":
       loss_fn = lambda p, s, b: self.multi_step_loss(p, s, b, weights)
+    else:
+      raise ValueError(f"loss must be 'one_step' or 'multi_step', got {loss!r}")
     loss, grads = jax.value_and_grad(loss_fn)(params, stats, batch)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
