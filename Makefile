@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --inexact --extra dev --python $(BIN)/python
+	$(BIN)/uv sync --frozen --inexact --extra dev --extra safety-gymnasium --python $(BIN)/python
 	@touch $@
 
 demo: install

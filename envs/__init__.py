@@ -1,10 +1,11 @@
 """jaxsafe.envs: finite-horizon CMDP tasks in JAX (installed from the top-level ``envs/``)."""
 
 from jaxsafe.envs.core import Env, State, Wrapper
+from jaxsafe.envs.gymnasium_export import to_gymnasium
 from jaxsafe.envs.registry import UnknownEnvError, list_envs, make, register
 from jaxsafe.envs.wrappers import AutoReset, BlockGradient, EpisodeStats, TimeLimit, VmapWrapper
 
 __all__ = [
     "Env", "State", "Wrapper", "make", "register", "list_envs", "UnknownEnvError",
-    "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "BlockGradient",
+    "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "BlockGradient", "to_gymnasium",
 ]

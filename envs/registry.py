@@ -54,7 +54,11 @@ def register(env_id: str, factory: Callable[..., Env], description: str) -> None
 
 
 def list_envs() -> dict[str, str]:
-  """All registered ids with their one-line descriptions."""
+  """All registered ids with their one-line descriptions.
+
+  Besides these, ``make`` accepts ``sg/<Safety-Gymnasium id>`` (e.g. ``sg/SafetyPointGoal1-v0``)
+  when the extra ``jaxsafe[safety-gymnasium]`` is installed; see ``envs/safety_gymnasium.py``.
+  """
   return {name: spec.description for name, spec in _REGISTRY.items()}
 
 
@@ -68,12 +72,31 @@ def suggest(name: str, choices) -> str:
   return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
+#: ids with this prefix name a Safety-Gymnasium task served by the host bridge.
+SAFETY_GYMNASIUM_PREFIX = "sg/"
+
+
+def _make_safety_gymnasium(env_id: str, num_envs: int | None, episode_length: int | None,
+                           **task_kwargs) -> Env:
+  """``sg/<id>``: the Safety-Gymnasium task ``<id>`` through the host bridge.
+
+  The bridge is natively batched and always auto-resets (its vector env does), and fills the
+  episode statistics itself, so it is returned without ``VmapWrapper``, ``AutoReset`` or
+  ``EpisodeStats`` (see ``envs/safety_gymnasium.py``).
+  """
+  from jaxsafe.envs.safety_gymnasium import SafetyGymnasiumEnv
+  return SafetyGymnasiumEnv(env_id[len(SAFETY_GYMNASIUM_PREFIX):], num_envs=num_envs,
+                            episode_length=episode_length, **task_kwargs)
+
+
 def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
          episode_length: int | None = None, **task_kwargs) -> Env:
   """Builds a task by id, with its time limit.
 
   Args:
-    env_id: a registered id (see ``list_envs``).
+    env_id: a registered id (see ``list_envs``), or ``sg/<Safety-Gymnasium id>`` for a
+      Safety-Gymnasium task through the host bridge (needs ``jaxsafe[safety-gymnasium]``; it is
+      natively batched and always auto-resets, whatever ``auto_reset`` says).
     num_envs: if given, the env is vmapped over this many copies (``reset`` takes one key).
     auto_reset: start a new episode (fresh s_0) wherever one ends, and track episode stats.
     episode_length: overrides the task's horizon T.
@@ -83,6 +106,8 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
     ``TimeLimit(task)``, wrapped further by ``AutoReset``/``EpisodeStats`` and ``VmapWrapper``
     when asked.
   """
+  if env_id.startswith(SAFETY_GYMNASIUM_PREFIX):
+    return _make_safety_gymnasium(env_id, num_envs, episode_length, **task_kwargs)
   if env_id not in _REGISTRY:
     raise UnknownEnvError(f"unknown env id '{env_id}'{suggest(env_id, _REGISTRY)}; "
                           f"valid ids: {', '.join(_REGISTRY)}")

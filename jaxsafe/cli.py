@@ -35,6 +35,8 @@ def _cmd_list(args) -> int:
   print("Environments:")
   for name, desc in envs.list_envs().items():
     print(f"  {name:<22} {desc}")
+  print(f"  {'sg/<id>':<22} any Safety-Gymnasium task through the host bridge, e.g. "
+        f"sg/SafetyPointGoal1-v0 (needs jaxsafe[safety-gymnasium])")
   return 0
 
 
