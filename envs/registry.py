@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from jaxsafe.envs.core import Env
 from jaxsafe.envs.wrappers import AutoReset, EpisodeStats, TimeLimit, VmapWrapper
@@ -35,6 +36,22 @@ def _brax(name):
   return factory
 
 
+def _navigation(robot, task, **defaults):
+  def factory(**kw):
+    from jaxsafe.envs.navigation import make_task
+    return make_task(robot, task, **{**defaults, **kw})
+  return factory
+
+
+_NAVIGATION = {
+    "goal": "reach goals among hazards and vases (Safety-Gym Goal{level}); T=1000, b=25",
+    "button": "press the goal button among hazards, gremlins (Safety-Gym Button{level}); "
+              "T=1000, b=25",
+    "circle": "run clockwise along a circle between two walls (Safety-Gym Circle1); T=500, b=25",
+}
+#: ids of the JAX navigation tasks (envs/navigation), filled in below.
+NAVIGATION_IDS: list[str] = []
+
 _REGISTRY: dict[str, TaskSpec] = {
     "function": TaskSpec(_function, "1-D point, reward = cost = f(x) (CGPO App. C, Eq. 70); T=100, b=8"),
     "function-floor": TaskSpec(_function_floor, "FunctionEnv with floor(x) (CGPO Eq. 83), non-differentiable; T=100, b=8"),
@@ -44,6 +61,14 @@ _REGISTRY: dict[str, TaskSpec] = {
     "ant-velocity": TaskSpec(_brax("ant-velocity"), "Brax Ant, cost |v| (CGPO App. E.4); T=300, b=1000"),
     "swimmer-velocity": TaskSpec(_brax("swimmer-velocity"), "Brax Swimmer, cost |v|, gradients blocked (CGPO App. F.4); T=300, b=150"),
 }
+for _robot in ("point", "car"):
+  for _task, _text in _NAVIGATION.items():
+    for _level in (1, 2) if _task != "circle" else (1,):
+      _id = f"{_robot}-{_task}" + ("2" if _level == 2 else "")
+      _where = "" if _level == 1 else ", level 2"
+      _REGISTRY[_id] = TaskSpec(_navigation(_robot, _task, level=_level),
+                                f"{_robot.capitalize()} robot{_where}: {_text.format(level=_level)}")
+      NAVIGATION_IDS.append(_id)
 
 
 def register(env_id: str, factory: Callable[..., Env], description: str) -> None:
