@@ -71,7 +71,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-  from jaxsafe.train.evaluation import evaluate
+  from jaxsafe.train.evaluation import evaluate, record_episode
+  if args.video:
+    shot = record_episode(args.run_dir, args.video, run=args.video_run)
+    print(f"video of setting {shot['setting']} seed {shot['seed']} ({shot['frames']} frames; "
+          f"episode return {shot['return']:.4g}, cost {shot['cost']:.4g}) written to {shot['path']}")
   results = evaluate(args.run_dir, episodes=args.episodes)
   for r in results:
     print(f"setting {r['setting']} seed {r['seed']}: return {r['return_mean']:.4g} +- "
@@ -116,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
   e.add_argument("run_dir")
   e.add_argument("--episodes", type=int, default=10)
   e.add_argument("--json", action="store_true", help="also print the results as JSON")
+  e.add_argument("--video", metavar="OUT.gif",
+                 help="also draw one episode as a top-down GIF (navigation tasks)")
+  e.add_argument("--video-run", type=int, default=0,
+                 help="which run (setting x seed, in config order) --video draws (default 0)")
   e.set_defaults(fn=_cmd_eval)
 
   p = sub.add_parser("plot", help="plot return and cost curves of runs")

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsafe import envs
+from jaxsafe.envs.registry import NAVIGATION_IDS
 from jaxsafe.train.runner import load_states
 
 
@@ -44,3 +45,36 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
            "cost_mean": float(np.mean(costs[r])), "cost_std": float(np.std(costs[r])),
            "cost_limit": float(limit[r])}
           for r, label in enumerate(p.labels)]
+
+
+def record_episode(run_dir: str, path: str, run: int = 0, seed: int = 0, every: int = 4) -> dict:
+  """Renders one episode of run ``run``'s deterministic policy to the GIF ``path``.
+
+  Only navigation tasks can be drawn (their state is positions on a plane). Returns the
+  episode's return and cost and the number of frames.
+  """
+  from jaxsafe.envs.navigation import NavigationEnv
+  from jaxsafe.envs.navigation.render import save_gif
+
+  p, states, _ = load_states(run_dir)
+  env = envs.make(p.spec.env)
+  task = env.unwrapped
+  if not isinstance(task, NavigationEnv):  # a bad --video request: ValueError exits with 2
+    raise ValueError(f"--video draws navigation tasks only ({', '.join(NAVIGATION_IDS)}); "  # noqa: TRY004
+                     f"'{p.spec.env}' is not one")
+  if not 0 <= run < len(p.labels):
+    raise ValueError(f"--video-run must be in [0, {len(p.labels)}), got {run}")
+  state = jax.tree_util.tree_map(lambda x: x[run], states)
+  agent = p.agent
+
+  def episode(key):
+    def body(env_state, _):
+      action = agent.policy(state, env_state.obs[None], None, deterministic=True)[0]
+      env_state = env.step(env_state, action)
+      return env_state, (env_state.sim_state, env_state.reward, env_state.cost)
+    return jax.lax.scan(body, env.reset(key), None, length=env.episode_length)[1]
+
+  navs, rewards, costs = jax.device_get(jax.jit(episode)(jax.random.PRNGKey(seed)))
+  frames = save_gif(task, navs, rewards, costs, path, every=every)
+  return {**p.labels[run], "return": float(rewards.sum()), "cost": float(costs.sum()),
+          "frames": frames, "path": path}
