@@ -113,6 +113,13 @@ def test_eval_reports_mean_and_std_per_seed(trained, capsys):
   assert len(lines) == 2 and all("+-" in l and "deterministic" in l for l in lines)
 
 
+def test_eval_video_refuses_a_task_it_cannot_draw(trained, tmp_path, capsys):
+  gif = tmp_path / "x.gif"
+  code, out, err = _run(capsys, "eval", trained, "--video", str(gif))
+  assert code == 2 and err.count("\n") == 1 and "navigation tasks only" in err
+  assert "point-goal" in err and not gif.exists()
+
+
 def test_plot_writes_png(trained, tmp_path, capsys):
   out_png = str(tmp_path / "curves.png")
   code, out, _ = _run(capsys, "plot", trained, "--out", out_png)
