@@ -25,8 +25,10 @@ What it costs.
 - Purity: the simulator state lives on the host, outside the ``State`` pytree, so ``step`` is
   impure. Stepping one state twice, or an old state, cannot replay it; a step counter in
   ``state.sim_state`` catches that on the host and raises instead of silently desynchronising.
-  A run restored from a checkpoint therefore cannot resume its episodes (``jaxsafe train
-  --resume`` fails with that message). The vector env always auto-resets, also for
+  A checkpoint cannot hold the MuJoCo state either: a state made by another bridge (restored by
+  ``jaxsafe train --resume``) is adopted, and its episodes restart from the host envs' own
+  reset, so a resumed run does not equal an uninterrupted one. The vector env always auto-resets,
+  also for
   ``auto_reset=False``: the step that ends an episode has ``done`` set and the next step belongs
   to a new episode.
 - Speed: every step is a device-to-host round trip plus Safety-Gymnasium's Python stepping, one
@@ -52,6 +54,7 @@ import functools
 import inspect
 import io
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +96,7 @@ class NotDifferentiableError(ValueError):
 
 
 class StaleStateError(RuntimeError):
-  """``step`` got a state the host env has already moved past (impure env, see the module doc)."""
+  """``step`` got a state this bridge's host env has already moved past (see the module doc)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,14 +338,17 @@ class SafetyGymnasiumEnv(Env):
     self._act_scale = np.where(bounded, (high - low) / 2, 1.0).astype(np.float32)
     self._act_shift = np.where(bounded, (high + low) / 2, 0.0).astype(np.float32)
 
-    self._tick = 0  # host steps and resets so far; states carry the value they were made at
+    # States carry the host step count they were made at and this bridge's (random) id: a
+    # state of this bridge must be the latest one, a state of another bridge is adopted.
+    self._tick = 0
+    self._bridge_id = int(np.random.default_rng().integers(1, np.iinfo(np.int32).max))
     n, d = self.num_envs, self.observation_size
     f32 = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
     tick = jax.ShapeDtypeStruct((), jnp.int32)
     self._reset_call = _host_function(self._host_reset, (f32((n, d)), tick), self.name)
     self._step_call = _host_function(
         self._host_step, (f32((n, d)), f32((n,)), f32((n,)), f32((n,)), f32((n,)), f32((n, d)),
-                          tick), self.name)
+                          tick, f32(())), self.name)
 
   @property
   def observation_size(self) -> int:
@@ -363,14 +369,20 @@ class SafetyGymnasiumEnv(Env):
     self._tick += 1
     return np.asarray(obs, np.float32), np.int32(self._tick)
 
-  def _host_step(self, tick, action):
+  def _host_step(self, tick, bridge_id, action):
+    adopted = not np.all(np.asarray(bridge_id) == self._bridge_id)
     ticks = np.unique(np.asarray(tick))
-    if ticks.size != 1 or int(ticks[0]) != self._tick:
+    if adopted:
+      # Another bridge's state (a checkpoint restored by a resume): the MuJoCo state it belonged
+      # to is gone, so the host envs go on from their own latest reset or step.
+      warnings.warn(f"{self.name}: adopting a state of another bridge (a resumed run?); its "
+                    f"episodes restart from this bridge's host envs", stacklevel=1)
+    elif ticks.size != 1 or int(ticks[0]) != self._tick:
       raise StaleStateError(
           f"{self.name}: this state was made at host step {ticks.tolist()}, but the host env is "
           f"at step {self._tick}. The bridge is impure (the simulation lives on the host): a "
-          f"state can be stepped once, in order; it cannot be stepped twice, shared by vmapped "
-          f"copies, or restored from a checkpoint (resume is not supported for {PREFIX} envs)")
+          f"state can be stepped once, in order; it cannot be stepped twice or shared by "
+          f"vmapped copies")
     obs, reward, cost, terminated, truncated, info = self._vec.step(
         np.asarray(action, np.float64))
     final_obs = np.array(obs, np.float32)
@@ -380,7 +392,7 @@ class SafetyGymnasiumEnv(Env):
     self._tick += 1
     f32 = functools.partial(np.asarray, dtype=np.float32)
     return (f32(obs), f32(reward), f32(cost), f32(terminated), f32(truncated), final_obs,
-            np.int32(self._tick))
+            np.int32(self._tick), np.float32(adopted))
 
   # --- jaxsafe Env ------------------------------------------------------------------------
 
@@ -395,8 +407,10 @@ class SafetyGymnasiumEnv(Env):
     for name in ("return", "cost", "length"):
       info[f"running_{name}"] = zeros
       info[f"episode_{name}"] = zeros
-    state = State(sim_state={"tick": jnp.full((n,), tick)}, obs=obs, reward=zeros, cost=zeros,
-                  done=zeros, metrics={}, info=info)
+    sim_state = {"tick": jnp.full((n,), tick),
+                 "bridge_id": jnp.full((n,), self._bridge_id, jnp.int32)}
+    state = State(sim_state=sim_state, obs=obs, reward=zeros, cost=zeros, done=zeros, metrics={},
+                  info=info)
     return state if self.batched else _unbatch(state)
 
   def step(self, state: State, action: jax.Array) -> State:
@@ -405,11 +419,13 @@ class SafetyGymnasiumEnv(Env):
       state, action = _batch(state), action[None]
     action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
     action = self._act_shift + self._act_scale * action
-    obs, reward, cost, terminated, truncated, final_obs, tick = self._step_call(
-        state.sim_state["tick"], action)
+    obs, reward, cost, terminated, truncated, final_obs, tick, adopted = self._step_call(
+        state.sim_state["tick"], state.sim_state["bridge_id"], action)
     # The jaxsafe conventions: done on any episode end, truncation only for the time limit.
     done = jnp.maximum(terminated, truncated)
-    prev = state.info
+    prev = dict(state.info)
+    for name in ("steps", "running_return", "running_cost", "running_length"):
+      prev[name] = jnp.where(adopted > 0.5, jnp.zeros_like(prev[name]), prev[name])
     info = {**prev, "steps": jnp.where(done > 0.5, 0, prev["steps"] + 1),
             "truncation": truncated * (1.0 - terminated), "final_obs": final_obs,
             "episode_finished": done}
@@ -419,7 +435,9 @@ class SafetyGymnasiumEnv(Env):
     for name, total in totals.items():
       info[f"running_{name}"] = total * (1.0 - done)
       info[f"episode_{name}"] = jnp.where(done > 0.5, total, prev[f"episode_{name}"])
-    sim_state = {"tick": jnp.broadcast_to(tick, state.sim_state["tick"].shape)}
+    shape = state.sim_state["tick"].shape
+    sim_state = {"tick": jnp.broadcast_to(tick, shape),
+                 "bridge_id": jnp.full(shape, self._bridge_id, jnp.int32)}
     new = state.replace(sim_state=sim_state, obs=obs, reward=reward, cost=cost, done=done,
                         info=info)
     return new if self.batched else _unbatch(new)

@@ -155,6 +155,24 @@ def test_refuses_what_cannot_work(task_envs):
     envs.make("sg/SafetyPointGoal9-v0")
 
 
+@requires_extra
+def test_a_state_of_another_bridge_is_adopted_with_fresh_running_stats(task_envs):
+  """What a resumed run does: the checkpoint's state goes on in the new bridge's host envs."""
+  first = _env(task_envs, "SafetyHalfCheetahVelocity-v1", num_envs=1)
+  second = _env(task_envs, "SafetyHalfCheetahVelocity-v1", num_envs=1, episode_length=1000)
+  action = jnp.zeros((1, first.action_size))
+  state = first.reset(jax.random.PRNGKey(0))
+  for _ in range(3):
+    state = first.step(state, action)
+  np.testing.assert_array_equal(state.info["running_length"], 3.0)
+  second.reset(jax.random.PRNGKey(1))
+  with pytest.warns(UserWarning, match="adopting a state of another bridge"):
+    adopted = second.step(state, action)
+  np.testing.assert_array_equal(adopted.info["running_length"], 1.0)
+  np.testing.assert_array_equal(adopted.info["steps"], 1)
+  second.step(adopted, action)  # from now on it is the second bridge's own state
+
+
 def test_missing_extra_names_the_install_command(monkeypatch):
   monkeypatch.setattr(bridge, "_MODULE", None)
   monkeypatch.setitem(sys.modules, "safety_gymnasium", None)  # import fails as if absent
