@@ -67,9 +67,8 @@ def jax_steps_per_second(env_id: str, num_envs: int, length: int, reps: int) -> 
 
 def raw_sg_steps_per_second(num_envs: int, steps: int) -> float:
   """Env steps/s of Safety-Gymnasium's own vector env in a Python loop (random actions)."""
-  from safety_gymnasium.vector import SafetySyncVectorEnv
-
   from jaxsafe.envs.safety_gymnasium import import_safety_gymnasium
+  from safety_gymnasium.vector import SafetySyncVectorEnv
 
   sg = import_safety_gymnasium()
   vec = SafetySyncVectorEnv([lambda: sg.make(SG_ID)] * num_envs)
