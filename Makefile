@@ -28,7 +28,10 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
 
+# Navigation (JAX point-goal at 4096 envs vs Safety-Gymnasium through the bridge), then the
+# Brax tasks (PPO-Lag vs raw stepping vs Brax's PPO); results go in docs/benchmarks.md.
 bench: install
+	$(BIN)/python benchmarks/navigation_throughput.py
 	$(BIN)/python benchmarks/throughput.py
 
 lint: install
