@@ -22,6 +22,9 @@ requires_extra = pytest.mark.skipif(not bridge.is_available(), reason=bridge.INS
 TASKS = ["SafetyPointGoal1-v0", "SafetyCarGoal1-v0", "SafetyPointButton1-v0",
          "SafetyCarButton1-v0", "SafetyCarCircle1-v0", "SafetyHalfCheetahVelocity-v1"]
 NUM_ENVS = 2
+#: the task of the tests of the bridge's mechanics: it resets in milliseconds (a navigation task
+#: rebuilds its MuJoCo world on every reset, ~0.5 s).
+SHORT = "SafetyHalfCheetahVelocity-v1"
 
 
 def random_rollout(env, state, key, length):
@@ -71,7 +74,7 @@ def test_random_rollout_shapes_and_finite_values(task_envs, env_id):
 @requires_extra
 def test_info_mirrors_the_jaxsafe_wrapper_stack(task_envs):
   """Same info keys, dtypes and leading shapes as VmapWrapper(EpisodeStats(AutoReset(...)))."""
-  env = _env(task_envs, "SafetyPointGoal1-v0", episode_length=10)
+  env = _env(task_envs, SHORT, episode_length=10)
   ours = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
   ref = jax.eval_shape(envs.make("function", num_envs=NUM_ENVS, auto_reset=True).reset,
                        jax.random.PRNGKey(0))
@@ -85,7 +88,7 @@ def test_info_mirrors_the_jaxsafe_wrapper_stack(task_envs):
 
 @requires_extra
 def test_time_limit_truncates_resets_and_records_episode_stats(task_envs):
-  env = _env(task_envs, "SafetyPointGoal1-v0", episode_length=10)
+  env = _env(task_envs, SHORT, episode_length=10)
   state = env.reset(jax.random.PRNGKey(2))
   step = jax.jit(env.step)
   rewards, costs = [], []
@@ -137,12 +140,12 @@ def test_matches_raw_safety_gymnasium_stepping():
 
 @requires_extra
 def test_refuses_what_cannot_work(task_envs):
-  env = _env(task_envs, "SafetyPointGoal1-v0", episode_length=10)
+  env = _env(task_envs, SHORT, episode_length=10)
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   with pytest.raises(bridge.BridgeError, match="cannot be vmapped over 2 copies"):
     jax.eval_shape(jax.vmap(env.reset), keys)
   # A vmap over one copy (the runner's, for one seed) is fine.
-  assert jax.eval_shape(jax.vmap(env.reset), keys[:1]).obs.shape == (1, NUM_ENVS, 60)
+  assert jax.eval_shape(jax.vmap(env.reset), keys[:1]).obs.shape == (1, NUM_ENVS, 17)
   state = env.reset(keys[0])
   with pytest.raises(bridge.NotDifferentiableError, match="differentiable = False"):
     jax.eval_shape(jax.grad(lambda a: env.step(state, a).reward.sum()),
@@ -187,8 +190,8 @@ def test_cli_trains_ppo_lag_on_safety_gymnasium(tmp_path, capsys):
   run_dir = str(tmp_path / "run")
   code = main(["train", "ppo-lag", "sg/SafetyPointGoal1-v0", "--total-steps", "100",
                "--set", "num_envs=2", "--set", "rollout_length=50", "--set", "update_epochs=1",
-               "--set", "num_minibatches=2", "--set", "hidden_sizes=8", "--run-dir", run_dir,
-               "--quiet"])
+               "--set", "num_minibatches=2", "--set", "hidden_sizes=8",
+               "--set", "shared_critic=true", "--run-dir", run_dir, "--quiet"])
   out = capsys.readouterr().out
   assert code == 0 and "100 env steps per run" in out
   for name in ("config.json", "progress.csv", "summary.json", "checkpoints"):
