@@ -296,7 +296,7 @@ class SafetyGymnasiumEnv(Env):
 
   def __init__(self, env_id: str, num_envs: int | None = None, episode_length: int | None = None,
                cost_limit: float = COST_LIMIT, **env_kwargs: Any):
-    """Builds ``num_envs`` host envs of ``env_id``; ``env_kwargs`` go to ``safety_gymnasium.make``."""
+    """Builds ``num_envs`` host envs of ``env_id`` (``env_kwargs``: ``safety_gymnasium.make``'s)."""
     sg = import_safety_gymnasium()
     import gymnasium
     from safety_gymnasium.utils.registration import safe_registry
