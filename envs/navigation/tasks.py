@@ -116,15 +116,26 @@ class NavState:
 
 
 def _uniforms(key: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
-  """``count`` uniforms in [0, 1) (24-bit) and a fresh key, from one ``random.bits`` call.
+  """``count`` uniforms in (0, 1) with 16-bit resolution, and a fresh key: one ``random.bits``.
 
-  One call instead of ``split`` + ``uniform``: random bits dominate the cost of a reset on CPU.
-  The two extra words are the next raw key (as ``split`` makes keys from random words too).
+  Random bits dominate the cost of a reset on CPU (threefry is ~100 operations per 32-bit word),
+  so each word gives two 16-bit uniforms, and one call replaces ``split`` + ``uniform``: the
+  two extra words are the next raw key (``split`` makes keys from random words too). 16 bits are
+  plenty for jitters, headings and choices among at most 49 cells.
   """
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.key_data(key)
-  bits = jax.random.bits(key, (count + 2,), jnp.uint32)
-  return (bits[:count] >> 8).astype(jnp.float32) * (1.0 / (1 << 24)), bits[count:]
+  words = (count + 1) // 2
+  bits = jax.random.bits(key, (words + 2,), jnp.uint32)
+  halves = jnp.concatenate([bits[:words] & 0xFFFF, bits[:words] >> 16])[:count]
+  return (halves.astype(jnp.float32) + 0.5) * (1.0 / (1 << 16)), bits[words:]
+
+
+def _random_cell(valid: jax.Array, u: jax.Array) -> jax.Array:
+  """Index of a uniformly chosen True entry of ``valid`` (one uniform ``u``; 0 if none)."""
+  count = jnp.sum(valid)
+  m = jnp.minimum(jnp.floor(u * count), count - 1)
+  return jnp.argmax(jnp.cumsum(valid) > m)
 
 
 def _pick(rows: jax.Array, index: jax.Array) -> jax.Array:
@@ -172,8 +183,11 @@ class NavigationEnv(Env):
     """
     lay, cells = self.layout, self.layout.cells
     n, k, bounds = cells.shape[0], self._bounds[-1], self._bounds
-    scores = u_layout[:n]
-    rank = jnp.sum(scores[None, :] > scores[:, None], axis=1)       # 0 for the largest score
+    scores, index = u_layout[:n], jnp.arange(n)
+    # rank 0 for the largest score; equal (16-bit) scores are ordered by cell index
+    above = (scores[None, :] > scores[:, None]) | (
+        (scores[None, :] == scores[:, None]) & (index[None, :] < index[:, None]))
+    rank = jnp.sum(above, axis=1)
     holds = rank[:, None] == jnp.arange(k)[None, :]                  # (cell, object)
     jitter = JITTER * (2.0 * u_layout[n:n + 2 * k].reshape(k, 2) - 1.0)
     spots = holds.T.astype(cells.dtype) @ cells + jitter
@@ -183,9 +197,9 @@ class NavigationEnv(Env):
     taken = jnp.any(holds, axis=1)
     free_cells = ~jnp.any(holds[:, :bounds[-2]], axis=1)
     # The robot takes a random cell that no object (and not the first goal) holds.
-    cell = jnp.argmax(jnp.where(taken, -1.0, u_robot[:n]))
-    robot_pos = _pick(cells, cell) + JITTER * (2.0 * u_robot[n:n + 2] - 1.0)
-    heading = jnp.pi * (2.0 * u_robot[n + 2] - 1.0)
+    cell = _random_cell(~taken, u_robot[0])
+    robot_pos = _pick(cells, cell) + JITTER * (2.0 * u_robot[1:3] - 1.0)
+    heading = jnp.pi * (2.0 * u_robot[3] - 1.0)
     return {"hazards": hazards, "vases": vases, "buttons": buttons, "gremlin_spots": gremlin_spots,
                 "gremlin_phase": gremlin_phase, "goal": goal[0], "free_cells": free_cells}, robot_pos, heading
 
@@ -198,7 +212,7 @@ class NavigationEnv(Env):
 
   def reset(self, key: jax.Array) -> State:
     n, k = self.layout.cells.shape[0], self._bounds[-1]
-    layout_draws, robot_draws = n + 3 * k, n + 3
+    layout_draws, robot_draws = n + 3 * k, 4
     if self.fixed_layout:
       u_layout, _ = _uniforms(jax.random.PRNGKey(self.layout_seed), layout_draws)
       u_robot, rng = _uniforms(key, robot_draws)
@@ -276,18 +290,18 @@ class GoalTask(NavigationEnv):
       0: Level(1.5), 1: Level(1.5, hazards=8, vases=1), 2: Level(2.1, hazards=10, vases=10)}
 
   def _new_goal(self, nav: NavState, u: jax.Array) -> jax.Array:
-    """A goal in a random free cell at least GOAL_MIN_DISTANCE from the robot (n + 2 uniforms)."""
+    """A goal in a random free cell at least GOAL_MIN_DISTANCE from the robot (3 uniforms)."""
     cells = self.layout.cells
     far = safe_norm(cells - nav.pose.pos) > GOAL_MIN_DISTANCE
-    scores = jnp.where(nav.free_cells & far, u[:-2], -1.0)
-    return _pick(cells, jnp.argmax(scores)) + JITTER * (2.0 * u[-2:] - 1.0)
+    cell = _random_cell(nav.free_cells & far, u[0])
+    return _pick(cells, cell) + JITTER * (2.0 * u[1:3] - 1.0)
 
   def _progress(self, nav):
     pos = nav.pose.pos
     distance = safe_norm(nav.goal - pos)
     met = distance < GOAL_SIZE
     reward = nav.last_distance - distance + GOAL_BONUS * met
-    u, rng = _uniforms(nav.rng, self.layout.cells.shape[0] + 2)
+    u, rng = _uniforms(nav.rng, 3)
     goal = jnp.where(met, self._new_goal(nav, u), nav.goal)
     last = jnp.where(met, safe_norm(goal - pos), distance)
     violations = [self._contact(nav.hazards, pos, HAZARD_SIZE),
