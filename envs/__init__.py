@@ -3,9 +3,11 @@
 from jaxsafe.envs.core import Env, State, Wrapper
 from jaxsafe.envs.gymnasium_export import to_gymnasium
 from jaxsafe.envs.registry import UnknownEnvError, list_envs, make, register
-from jaxsafe.envs.wrappers import AutoReset, BlockGradient, EpisodeStats, TimeLimit, VmapWrapper
+from jaxsafe.envs.wrappers import (AutoReset, BlockGradient, EpisodeStats, TimeLimit,
+                                   VmapAutoReset, VmapWrapper, training_stack)
 
 __all__ = [
     "Env", "State", "Wrapper", "make", "register", "list_envs", "UnknownEnvError",
-    "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "BlockGradient", "to_gymnasium",
+    "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "VmapAutoReset", "BlockGradient",
+    "training_stack", "to_gymnasium",
 ]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from jaxsafe.envs.core import Env
-from jaxsafe.envs.wrappers import AutoReset, EpisodeStats, TimeLimit, VmapWrapper
+from jaxsafe.envs.wrappers import TimeLimit, training_stack
 
 
 class TaskSpec(NamedTuple):
@@ -128,8 +128,8 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
     **task_kwargs: passed to the task's constructor.
 
   Returns:
-    ``TimeLimit(task)``, wrapped further by ``AutoReset``/``EpisodeStats`` and ``VmapWrapper``
-    when asked.
+    ``TimeLimit(task)``, batched and auto-reset as asked by ``wrappers.training_stack``:
+    ``EpisodeStats(VmapAutoReset(TimeLimit(task), num_envs))`` with both.
   """
   if env_id.startswith(SAFETY_GYMNASIUM_PREFIX):
     return _make_safety_gymnasium(env_id, num_envs, episode_length, **task_kwargs)
@@ -137,8 +137,4 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
     raise UnknownEnvError(f"unknown env id '{env_id}'{suggest(env_id, _REGISTRY)}; "
                           f"valid ids: {', '.join(_REGISTRY)}")
   env: Env = TimeLimit(_REGISTRY[env_id].factory(**task_kwargs), episode_length)
-  if auto_reset:
-    env = EpisodeStats(AutoReset(env))
-  if num_envs is not None:
-    env = VmapWrapper(env, num_envs)
-  return env
+  return training_stack(env, num_envs, auto_reset)

@@ -2,12 +2,15 @@
 
 The usual stack, built by ``envs.make(id, num_envs=N, auto_reset=True)``, is::
 
-    VmapWrapper(EpisodeStats(AutoReset(TimeLimit(task))))
+    EpisodeStats(VmapAutoReset(TimeLimit(task), N))
+
+which gives the same numbers as ``VmapWrapper(EpisodeStats(AutoReset(TimeLimit(task))), N)`` but
+computes fresh episodes only on steps where one is due (see ``VmapAutoReset``).
 
 ``TimeLimit`` ends episodes at the finite horizon T and marks truncation, ``AutoReset`` replaces a
 finished episode's state with a freshly sampled initial state (a new s_0 ~ rho_0, not a replay of
 the first one), ``EpisodeStats`` keeps the undiscounted return and cost of the last finished episode
-of each env, and ``VmapWrapper`` runs N envs at once. ``BlockGradient`` makes a task
+of each env, and ``VmapWrapper`` runs N envs at once (``VmapAutoReset``: N auto-resetting envs). ``BlockGradient`` makes a task
 deliberately non-differentiable.
 """
 
@@ -72,19 +75,56 @@ class AutoReset(Wrapper):
   def step(self, state: State, action: jax.Array) -> State:
     rng, reset_key = jax.random.split(state.info["rng"])
     state = self.env.step(state, action)
-    fresh = self.env.reset(reset_key)
-    done = state.done > 0.5
-    info = dict(state.info)
-    for name, value in fresh.info.items():
-      if name not in _EPISODE_KEYS_KEPT_ON_RESET:
-        info[name] = _where(done, value, state.info[name])
-    info["rng"] = rng
-    info["final_obs"] = state.obs
-    return state.replace(
-        sim_state=_where(done, fresh.sim_state, state.sim_state),
-        obs=jnp.where(done, fresh.obs, state.obs),
-        info=info,
-    )
+    new = _start_new_episodes(state, self.env.reset(reset_key), state.done > 0.5)
+    return new.replace(info={**new.info, "rng": rng, "final_obs": state.obs})
+
+
+def _start_new_episodes(state: State, fresh: State, done: jax.Array) -> State:
+  """``state`` where not ``done``; the fresh episode's state, obs and info where ``done``.
+
+  The finished step's reward, cost, done and truncation stay (the transition is recorded).
+  """
+  info = dict(state.info)
+  for name, value in fresh.info.items():
+    if name not in _EPISODE_KEYS_KEPT_ON_RESET:
+      info[name] = _where(done, value, state.info[name])
+  return state.replace(sim_state=_where(done, fresh.sim_state, state.sim_state),
+                       obs=jnp.where(done, fresh.obs, state.obs), info=info)
+
+
+class VmapAutoReset(Wrapper):
+  """``num_envs`` auto-resetting copies of the env that pay for resets only when one is due.
+
+  The same numbers as ``VmapWrapper(AutoReset(env), num_envs)`` (each copy draws the same reset
+  keys and starts the same fresh episodes), but the batch of fresh initial states is computed
+  under ``lax.cond(any(done))``: a step on which no episode ends costs one ``step``, not a
+  ``step`` and a ``reset``. With a fixed horizon and no early termination (the navigation tasks:
+  every copy ends at step T together) that is one reset per T steps. Under an outer ``vmap``
+  (seeds in parallel) JAX turns the cond into a select and both branches run, which costs what
+  ``VmapWrapper(AutoReset(env))`` costs.
+  """
+
+  def __init__(self, env: Env, num_envs: int):
+    super().__init__(env)
+    if num_envs < 1:
+      raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    self.num_envs = int(num_envs)
+    self._auto_reset = AutoReset(env)
+
+  def reset(self, key: jax.Array) -> State:
+    return jax.vmap(self._auto_reset.reset)(jax.random.split(key, self.num_envs))
+
+  def step(self, state: State, action: jax.Array) -> State:
+    keys = jax.vmap(jax.random.split)(state.info["rng"])
+    rng, reset_key = keys[:, 0], keys[:, 1]
+    stepped = jax.vmap(self.env.step)(state, action)
+    done = stepped.done > 0.5
+
+    def start_new_episodes(s: State) -> State:
+      return jax.vmap(_start_new_episodes)(s, jax.vmap(self.env.reset)(reset_key), done)
+
+    new = jax.lax.cond(jnp.any(done), start_new_episodes, lambda s: s, stepped)
+    return new.replace(info={**new.info, "rng": rng, "final_obs": stepped.obs})
 
 
 class EpisodeStats(Wrapper):
@@ -99,7 +139,7 @@ class EpisodeStats(Wrapper):
 
   def reset(self, key: jax.Array) -> State:
     state = self.env.reset(key)
-    zero = jnp.zeros(())
+    zero = jnp.zeros_like(state.reward)        # one per env, also around a batched env
     info = {**state.info, "episode_finished": zero}
     for name in self._NAMES:
       info[f"running_{name}"] = zero
@@ -148,3 +188,16 @@ class BlockGradient(Wrapper):
 
   def step(self, state: State, action: jax.Array) -> State:
     return jax.lax.stop_gradient(self.env.step(state, action))
+
+
+def training_stack(env: Env, num_envs: int | None, auto_reset: bool) -> Env:
+  """What an agent trains on: ``env`` (with its TimeLimit) batched and auto-reset as asked.
+
+  ``EpisodeStats(VmapAutoReset(env, N))`` for N auto-resetting copies (``EpisodeStats`` works
+  elementwise, so it sits outside the batch), ``EpisodeStats(AutoReset(env))`` for one,
+  ``VmapWrapper(env, N)`` without auto-reset.
+  """
+  if auto_reset:
+    env = AutoReset(env) if num_envs is None else VmapAutoReset(env, num_envs)
+    return EpisodeStats(env)
+  return env if num_envs is None else VmapWrapper(env, num_envs)

@@ -12,7 +12,8 @@ import pytest
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.function import FunctionEnv, function_value
 from jaxsafe.envs.registry import UnknownEnvError
-from jaxsafe.envs.wrappers import AutoReset, BlockGradient, EpisodeStats, TimeLimit, VmapWrapper
+from jaxsafe.envs.wrappers import (AutoReset, BlockGradient, EpisodeStats, TimeLimit,
+                                   VmapAutoReset, VmapWrapper)
 
 from jaxsafe import envs
 
@@ -311,13 +312,35 @@ class TestEpisodeStats:
 
   def test_vmapped_stack(self):
     env = envs.make("function", num_envs=3, auto_reset=True, episode_length=4)
-    assert isinstance(env, VmapWrapper)
-    assert isinstance(env.env, EpisodeStats) and isinstance(env.env.env, AutoReset)
+    assert isinstance(env, EpisodeStats) and isinstance(env.env, VmapAutoReset)
     run = jax.jit(lambda k: _scan_rollout(env, env.reset(k), jnp.zeros((4, 3, 1)))[1])
     s = jax.tree_util.tree_map(np.asarray, run(jax.random.PRNGKey(0)))
     assert s.info["episode_return"].shape == (4, 3)
     np.testing.assert_array_equal(s.info["episode_finished"][:, 0], [0, 0, 0, 1])
     np.testing.assert_allclose(s.info["episode_return"][3], s.reward.sum(0), rtol=1e-5)
+
+
+  @pytest.mark.parametrize("outer_vmap", [False, True])
+  def test_vmap_auto_reset_equals_the_per_env_stack(self, outer_vmap):
+    """EpisodeStats(VmapAutoReset) gives VmapWrapper(EpisodeStats(AutoReset))'s numbers, bit for
+    bit, with and without an outer vmap (seeds; its cond then runs as a select)."""
+    task = TimeLimit(FunctionEnv(), episode_length=3)
+    fast = EpisodeStats(VmapAutoReset(task, 4))
+    slow = VmapWrapper(EpisodeStats(AutoReset(task)), 4)
+    actions = jnp.linspace(-1.0, 1.0, 7 * 4).reshape(7, 4, 1)
+
+    def rollout(env, key):
+      return _scan_rollout(env, env.reset(key), actions)[1]
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    if outer_vmap:
+      a, b = (jax.jit(jax.vmap(lambda k, e=e: rollout(e, k)))(keys) for e in (fast, slow))
+    else:
+      a, b = (jax.jit(lambda k, e=e: rollout(e, k))(keys[0]) for e in (fast, slow))
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert float(np.asarray(a.done).sum()) > 0          # episodes ended and restarted
 
 
 class TestVmapAndBlockGradient:

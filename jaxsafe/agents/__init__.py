@@ -82,10 +82,8 @@ def make(name: str, env: str | Env, config=None, **overrides) -> Agent:
   if isinstance(env, str):
     train_env = envs.make(env, num_envs=config.num_envs, auto_reset=agent_spec.auto_reset,
                           episode_length=episode_length)
-  elif agent_spec.auto_reset:
-    train_env = envs.VmapWrapper(envs.EpisodeStats(envs.AutoReset(env)), config.num_envs)
   else:
-    train_env = envs.VmapWrapper(env, config.num_envs)
+    train_env = envs.training_stack(env, config.num_envs, agent_spec.auto_reset)
   return agent_spec.build(train_env, config)
 
 

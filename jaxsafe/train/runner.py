@@ -131,7 +131,7 @@ def init_states(p: Plan):
 
 
 def compile_chunk(agent: Agent, states, length: int):
-  """AOT-compiles ``length`` updates of every run: jit(vmap(scan(update))).
+  """AOT-compiles ``length`` updates of every run: jit(vmap(scan(update))) (no vmap for one run).
 
   Every leaf of the state and the metrics has the runs axis first; when it is sharded, inputs
   and outputs are pinned to that sharding so the compiled chunk can be called again on its output.
@@ -140,9 +140,17 @@ def compile_chunk(agent: Agent, states, length: int):
   def chunk(state):
     return jax.lax.scan(lambda s, _: agent.update(s), state, None, length=length)
 
-  sharding = _runs_sharding(jax.tree_util.tree_leaves(states)[0].shape[0])
+  def one_run(states):
+    # A single run is indexed rather than vmapped: under vmap a lax.cond whose predicate is
+    # batched runs both branches, which would undo VmapAutoReset's reset-only-when-due.
+    out = chunk(jax.tree_util.tree_map(lambda x: x[0], states))
+    return jax.tree_util.tree_map(lambda x: x[None], out)
+
+  runs = jax.tree_util.tree_leaves(states)[0].shape[0]
+  sharding = _runs_sharding(runs)
   kw = {} if sharding is None else {"in_shardings": sharding, "out_shardings": sharding}
-  return jax.jit(jax.vmap(chunk), donate_argnums=0, **kw).lower(states).compile()
+  program = one_run if runs == 1 else jax.vmap(chunk)
+  return jax.jit(program, donate_argnums=0, **kw).lower(states).compile()
 
 
 def _first_nonfinite(metrics: dict[str, np.ndarray], may_be_nan=frozenset()):
