@@ -12,9 +12,9 @@ stay traceable and run inside the agents' jitted ``lax.scan`` rollouts. The brid
 batched: one callback steps all N envs of a ``SafetySyncVectorEnv`` (Safety-Gymnasium's own vector
 env, which auto-resets), so ``envs.make`` wraps it in neither ``VmapWrapper`` nor ``AutoReset``.
 Instead the bridge fills ``done``, ``info["truncation"]``, ``info["final_obs"]`` and the
-``EpisodeStats`` fields itself, with the same keys, shapes and dtypes that
-``VmapWrapper(EpisodeStats(AutoReset(TimeLimit(task))))`` gives, so rollout code cannot tell the
-two apart. Actions in [-1, 1] are mapped affinely to the task's action box; observations are
+``EpisodeStats`` fields itself, with the same keys, shapes and dtypes that a JAX task's
+``envs.make(id, num_envs=N, auto_reset=True)`` gives (``EpisodeStats(VmapAutoReset(TimeLimit(task),
+N))``), so rollout code cannot tell the two apart. Actions in [-1, 1] are mapped affinely to the task's action box; observations are
 float32. The time limit is the Gymnasium spec's ``max_episode_steps`` (1000 for Goal, Button and
 the velocity tasks, 500 for Circle) unless ``episode_length`` overrides it; the cost limit is 25
 for every task, Safety-Gymnasium's benchmark convention (the SafePO benchmark of Ji et al. 2023

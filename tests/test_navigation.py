@@ -228,3 +228,29 @@ def test_cli_trains_on_point_button_checkpoints_and_draws_a_gif(tmp_path, capsys
   assert "250 frames" in out and gif in out
   with Image.open(gif) as image:
     assert image.n_frames == 250 and image.size == (320, 320)
+
+
+#: The documented PPO-Lag run on point-goal (docs/benchmarks.md, "PPO-Lag on point-goal"):
+#: one 1000-step episode per env per update, so every update sees 16 finished episodes.
+POINT_GOAL_RUN = ["train", "ppo-lag", "point-goal", "--seeds", "3", "--total-steps", "4000000",
+                  "--set", "num_envs=16", "--set", "rollout_length=1000",
+                  "--set", "update_epochs=4", "--quiet"]
+
+
+@pytest.mark.slow
+def test_ppo_lag_learns_point_goal_within_the_cost_limit(tmp_path):
+  """Issue 5, acceptance 3 (about 8 minutes on 2 CPU cores): on each of 3 seeds, a clearly
+  positive return (a random policy earns about 0, a scripted goal-seeker that ignores hazards
+  about 22 with cost about 60) and a last-10% mean episode cost within 25% of the limit 25."""
+  import json
+
+  from jaxsafe.cli import main
+
+  run_dir = str(tmp_path / "run")
+  assert main([*POINT_GOAL_RUN, "--run-dir", run_dir]) == 0
+  with open(f"{run_dir}/summary.json") as f:
+    runs = json.load(f)["runs"]
+  returns = [r["last10pct_episode_return"] for r in runs]
+  costs = [r["last10pct_episode_cost"] for r in runs]
+  assert min(returns) > 10.0, returns
+  assert all(0.75 * 25 <= c <= 1.25 * 25 for c in costs), costs

@@ -73,7 +73,7 @@ def test_random_rollout_shapes_and_finite_values(task_envs, env_id):
 
 @requires_extra
 def test_info_mirrors_the_jaxsafe_wrapper_stack(task_envs):
-  """Same info keys, dtypes and leading shapes as VmapWrapper(EpisodeStats(AutoReset(...)))."""
+  """Same info keys, dtypes and leading shapes as envs.make(id, num_envs=N, auto_reset=True)."""
   env = _env(task_envs, SHORT, episode_length=10)
   ours = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
   ref = jax.eval_shape(envs.make("function", num_envs=NUM_ENVS, auto_reset=True).reset,
