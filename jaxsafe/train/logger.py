@@ -58,7 +58,9 @@ class RunLogger:
       for i in range(iters):
         step = int(metrics["env_steps"][r, i])
         for n in names:
-          tb.add_scalar(n, float(metrics[n][r, i]), step)
+          value = float(metrics[n][r, i])
+          if np.isfinite(value):  # NaN = no episode finished in this update: no point, no warning
+            tb.add_scalar(n, value, step)
       tb.flush()
 
   def truncate(self, last_iteration: int) -> None:

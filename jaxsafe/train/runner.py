@@ -280,8 +280,8 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
       checkpointer.save(iteration, states)
       for k, v in metrics.items():
         history.setdefault(k, []).append(v)
-      bar.set_postfix(ret=f"{np.nanmean(metrics['episode_return'][:, -1]):.3g}",
-                      cost=f"{np.nanmean(metrics['episode_cost'][:, -1]):.3g}",
+      bar.set_postfix(ret=f"{_latest_mean(history['episode_return']):.3g}",
+                      cost=f"{_latest_mean(history['episode_cost']):.3g}",
                       sps=f"{sps:,.0f}", refresh=False)
       bar.update(length)
   finally:
@@ -291,6 +291,20 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
   summary = _summary(p, history, iteration, start, compile_s, train_s)
   _save_json(os.path.join(run_dir, "summary.json"), summary)
   return summary
+
+
+def _nanmean(values: np.ndarray) -> float:
+  """Mean of the finite entries; NaN (without numpy's warning) when there are none, as when no
+  episode has finished yet (1000-step navigation episodes and short runs)."""
+  finite = values[np.isfinite(values)]
+  return float(finite.mean()) if finite.size else float("nan")
+
+
+def _latest_mean(chunks: list[np.ndarray]) -> float:
+  """Mean over runs of each run's latest finite value (runs x iterations chunks), for the bar."""
+  full = np.concatenate(chunks, axis=1)
+  latest = [row[np.isfinite(row)][-1] for row in full if np.isfinite(row).any()]
+  return float(np.mean(latest)) if latest else float("nan")
 
 
 def _summary(p: Plan, history, iteration, start, compile_s, train_s) -> dict:
@@ -303,8 +317,8 @@ def _summary(p: Plan, history, iteration, start, compile_s, train_s) -> dict:
       runs.append({**label,
                    "final_episode_return": float(full["episode_return"][r, -1]),
                    "final_episode_cost": float(full["episode_cost"][r, -1]),
-                   "last10pct_episode_return": float(np.nanmean(full["episode_return"][r, -tail:])),
-                   "last10pct_episode_cost": float(np.nanmean(full["episode_cost"][r, -tail:])),
+                   "last10pct_episode_return": _nanmean(full["episode_return"][r, -tail:]),
+                   "last10pct_episode_cost": _nanmean(full["episode_cost"][r, -tail:]),
                    "cost_limit": float(full["cost_limit"][r, -1])})
   env_steps = trained * p.agent.steps_per_update * len(p.labels)
   return {"algo": p.spec.algo, "env": p.spec.env, "iterations": iteration,
