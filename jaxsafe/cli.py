@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -65,7 +66,13 @@ def _cmd_train(args) -> int:
         f"{summary['steps_per_second'] or 0:,.0f} env steps/s over {len(summary['runs'])} runs "
         f"(compile {summary['compile_s']:.1f} s)")
   for r in summary["runs"]:
-    print(f"  setting {r['setting']} seed {r['seed']}: return {r['last10pct_episode_return']:.4g}, "
+    head = f"  setting {r['setting']} seed {r['seed']}:"
+    if math.isnan(r["last10pct_episode_cost"]):
+      print(f"{head} no episode finished in the last 10% of updates (each env ran "
+            f"{summary['env_steps_per_run'] // summary['num_envs']:,} steps; episodes are up to "
+            f"{summary['episode_length']:,}): train longer or with fewer envs")
+      continue
+    print(f"{head} return {r['last10pct_episode_return']:.4g}, "
           f"cost {r['last10pct_episode_cost']:.4g} (limit {r['cost_limit']:g}; mean of last 10%)")
   return 0
 

@@ -323,6 +323,8 @@ def _summary(p: Plan, history, iteration, start, compile_s, train_s) -> dict:
   env_steps = trained * p.agent.steps_per_update * len(p.labels)
   return {"algo": p.spec.algo, "env": p.spec.env, "iterations": iteration,
           "env_steps_per_run": iteration * p.agent.steps_per_update,
+          "num_envs": int(getattr(p.agent.env, "num_envs", 1)),
+          "episode_length": int(p.agent.env.episode_length),
           "compile_s": round(compile_s, 3), "train_s": round(train_s, 3),
           "steps_per_second": env_steps / train_s if train_s else None,
           "devices": len(jax.local_devices()), "runs": runs}
