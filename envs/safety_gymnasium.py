@@ -53,6 +53,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import sys
 import threading
 import warnings
 import weakref
@@ -71,6 +72,8 @@ from jaxsafe.envs.core import Env, State
 PREFIX = "sg/"
 #: how to get the optional dependencies, named in every error about them.
 INSTALL_HINT = "install the extra: make install / pip install jaxsafe[safety-gymnasium]"
+#: from this many host envs on, the bridge says on stderr that starting them takes a while.
+SLOW_START_ENVS = 16
 #: Safety-Gymnasium's benchmark cost limit b (navigation and velocity tasks alike).
 COST_LIMIT = 25.0
 #: the ``State.info`` keys of ``EpisodeStats(AutoReset(TimeLimit(task)))``, all of which the
@@ -320,6 +323,11 @@ class SafetyGymnasiumEnv(Env):
     self.episode_length = int(horizon)
     self.cost_limit = float(cost_limit)
 
+    if self.num_envs >= SLOW_START_ENVS:
+      # The one message of the bridge: building and first resetting a MuJoCo navigation env
+      # takes about 1 s, so a default 64-env run is silent for a minute or more otherwise.
+      print(f"{self.name}: starting {self.num_envs} Safety-Gymnasium envs on the host "
+            f"(about 1 s each for the navigation tasks)", file=sys.stderr, flush=True)
     make_one = functools.partial(sg.make, env_id, max_episode_steps=self.episode_length,
                                  disable_env_checker=True, **env_kwargs)
     # copy=False: every step's observations are converted to float32 copies anyway.
