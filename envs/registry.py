@@ -136,5 +136,9 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
   if env_id not in _REGISTRY:
     raise UnknownEnvError(f"unknown env id '{env_id}'{suggest(env_id, _REGISTRY)}; "
                           f"valid ids: {', '.join(_REGISTRY)}")
-  env: Env = TimeLimit(_REGISTRY[env_id].factory(**task_kwargs), episode_length)
+  try:
+    task = _REGISTRY[env_id].factory(**task_kwargs)
+  except TypeError as err:  # an option the task does not take: a one-line input error
+    raise ValueError(f"{env_id}: bad env option(s) {sorted(task_kwargs)} ({err})") from err
+  env: Env = TimeLimit(task, episode_length)
   return training_stack(env, num_envs, auto_reset)

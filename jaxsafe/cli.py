@@ -28,6 +28,18 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
   return out
 
 
+def _literal(text: str):
+  """An --env-set value: true/false as bools, then int, then float, else the string."""
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
 def _cmd_list(args) -> int:
   from jaxsafe import agents, envs
   print("Algorithms:")
@@ -44,9 +56,9 @@ def _cmd_list(args) -> int:
 def _cmd_train(args) -> int:
   from jaxsafe import train
   if args.resume:
-    if args.set or args.sweep or args.seeds is not None:
-      raise ValueError("--resume continues a run as configured; --set, --sweep and --seeds "
-                       "cannot be combined with it")
+    if args.set or args.sweep or args.seeds is not None or args.env_set:
+      raise ValueError("--resume continues a run as configured; --set, --env-set, --sweep and "
+                       "--seeds cannot be combined with it")
     summary = train.resume(args.resume, total_steps=args.total_steps, progress=not args.quiet)
     run_dir = args.resume
   else:
@@ -58,7 +70,9 @@ def _cmd_train(args) -> int:
                          seeds=1 if args.seeds is None else args.seeds,
                          total_steps=100_000 if args.total_steps is None else args.total_steps,
                          overrides=_key_values(args.set, "--set"), sweep=sweep,
-                         seed_offset=args.seed_offset, chunk_iters=args.chunk_iters)
+                         seed_offset=args.seed_offset, chunk_iters=args.chunk_iters,
+                         env_options={k: _literal(v) for k, v in
+                                      _key_values(args.env_set, "--env-set").items()})
     run_dir = args.run_dir or train.runner._default_run_dir(spec)
     summary = train.run(spec, run_dir, progress=not args.quiet)
   print(f"run directory: {run_dir}")
@@ -115,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
   t.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
   t.add_argument("--total-steps", type=int, help="env steps per run (default 100000)")
   t.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override")
+  t.add_argument("--env-set", action="append", metavar="KEY=VALUE",
+                 help="task option, e.g. smooth_cost=true, fixed_layout=true, level=2 "
+                      "(navigation; see docs/navigation.md)")
   t.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
                  help="numeric hyper-parameter values trained at once (vmapped)")
   t.add_argument("--run-dir", help="where to write the run (default runs/ALGO_ENV_TIME)")

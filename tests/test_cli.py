@@ -46,6 +46,9 @@ BAD_INPUTS = [
     (["train", "cgpo", "function-floor"], "not differentiable; use mb-cgpo"),
     (["train", "cgpo", "function", "--set", "short_horizon=500"], "exceeds the episode length 100"),
     (["train"], "needs ALGO and ENV"),
+    (["train", "ppo-lag", "function", "--env-set", "smooth_cost=true"],
+     "function: bad env option(s) ['smooth_cost']"),
+    (["train", "ppo-lag", "point-goal", "--env-set", "level"], "--env-set level: expected key"),
     (["frobnicate"], "invalid choice"),
 ]
 
@@ -115,7 +118,7 @@ def test_eval_reports_mean_and_std_per_seed(trained, capsys):
 
 def test_eval_video_refuses_a_task_it_cannot_draw(trained, tmp_path, capsys):
   gif = tmp_path / "x.gif"
-  code, out, err = _run(capsys, "eval", trained, "--video", str(gif))
+  code, _, err = _run(capsys, "eval", trained, "--video", str(gif))
   assert code == 2 and err.count("\n") == 1 and "navigation tasks only" in err
   assert "point-goal" in err and not gif.exists()
 

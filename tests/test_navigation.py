@@ -208,7 +208,8 @@ def test_smooth_cost_gradient_matches_finite_differences(robot, task_name):
 
 
 def test_cli_trains_on_point_button_checkpoints_and_draws_a_gif(tmp_path, capsys):
-  """A tiny `jaxsafe train ppo-lag point-button`, then `jaxsafe eval RUN --video out.gif`.
+  """A tiny `jaxsafe train ppo-lag point-button --env-set fixed_layout=true ...`, then
+  `jaxsafe eval RUN --video out.gif`.
 
   Button has no vases: the checkpoint must hold the env state's (0, 2) array (Orbax refuses
   empty arrays; see train/checkpoints.py) and eval must restore it.
@@ -217,12 +218,18 @@ def test_cli_trains_on_point_button_checkpoints_and_draws_a_gif(tmp_path, capsys
   from PIL import Image
 
   from jaxsafe.cli import main
+  from jaxsafe.train.runner import load_states
 
   run_dir, gif = str(tmp_path / "run"), str(tmp_path / "episode.gif")
   sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
   assert main(["train", "ppo-lag", "point-button", "--total-steps", "1600", "--run-dir", run_dir,
-               "--quiet", *sets]) == 0
+               "--quiet", "--env-set", "fixed_layout=true", "--env-set", "layout_seed=3",
+               *sets]) == 0
   capsys.readouterr()
+  p, _, _ = load_states(run_dir)            # the task options travel with the run
+  assert p.spec.env_options == {"fixed_layout": True, "layout_seed": 3}
+  task = p.agent.env.unwrapped
+  assert task.fixed_layout and task.layout_seed == 3
   assert main(["eval", run_dir, "--episodes", "1", "--video", gif]) == 0
   out = capsys.readouterr().out
   assert "250 frames" in out and gif in out

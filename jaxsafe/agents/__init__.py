@@ -68,11 +68,13 @@ def default_config(name: str):
   return spec(name).config_cls()
 
 
-def make(name: str, env: str | Env, config=None, **overrides) -> Agent:
+def make(name: str, env: str | Env, config=None, env_options: dict | None = None,
+         **overrides) -> Agent:
   """Builds agent ``name`` on ``env`` (an id or an ``Env``), with config overrides.
 
   The env is wrapped for training: vmapped over ``config.num_envs``, and auto-resetting for the
   agents that need it (an ``Env`` passed in should already carry its ``TimeLimit``).
+  ``env_options`` are the task's keyword arguments when ``env`` is an id.
   """
   from jaxsafe import envs
 
@@ -81,7 +83,9 @@ def make(name: str, env: str | Env, config=None, **overrides) -> Agent:
   episode_length = getattr(config, "episode_length", None)
   if isinstance(env, str):
     train_env = envs.make(env, num_envs=config.num_envs, auto_reset=agent_spec.auto_reset,
-                          episode_length=episode_length)
+                          episode_length=episode_length, **(env_options or {}))
+  elif env_options:
+    raise ValueError("env_options apply to an env id; pass the options to envs.make instead")
   else:
     train_env = envs.training_stack(env, config.num_envs, agent_spec.auto_reset)
   return agent_spec.build(train_env, config)

@@ -20,7 +20,7 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
   if episodes < 1:
     raise ValueError(f"--episodes must be >= 1, got {episodes}")
   p, states, _ = load_states(run_dir)
-  env = envs.make(p.spec.env, num_envs=episodes)
+  env = envs.make(p.spec.env, num_envs=episodes, **p.spec.env_options)
   agent = p.agent
 
   def run_episodes(state, key):
@@ -57,7 +57,7 @@ def record_episode(run_dir: str, path: str, run: int = 0, seed: int = 0, every: 
   from jaxsafe.envs.navigation.render import save_gif
 
   p, states, _ = load_states(run_dir)
-  env = envs.make(p.spec.env)
+  env = envs.make(p.spec.env, **p.spec.env_options)
   task = env.unwrapped
   if not isinstance(task, NavigationEnv):  # a bad --video request: ValueError exits with 2
     raise ValueError(f"--video draws navigation tasks only ({', '.join(NAVIGATION_IDS)}); "  # noqa: TRY004

@@ -46,6 +46,8 @@ class RunSpec:
   Attributes:
     algo: algorithm id (``jaxsafe list``).
     env: env id.
+    env_options: keyword arguments of the task, ``envs.make(env, **env_options)``, e.g.
+      ``{"smooth_cost": True, "fixed_layout": True}`` for a navigation task.
     seeds: number of seeds per setting (seeds ``seed_offset .. seed_offset + seeds - 1``).
     total_steps: env steps per run (rounded up to whole updates).
     overrides: hyper-parameters, ``{name: value or string}``.
@@ -61,6 +63,7 @@ class RunSpec:
   sweep: dict[str, list] = dataclasses.field(default_factory=dict)
   seed_offset: int = 0
   chunk_iters: int | None = None
+  env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -82,7 +85,7 @@ def plan(spec: RunSpec) -> Plan:
     raise ConfigError(f"--seeds must be >= 1, got {spec.seeds}")
   if spec.total_steps < 1:
     raise ConfigError(f"--total-steps must be >= 1, got {spec.total_steps}")
-  agent = agents.make(spec.algo, spec.env, **spec.overrides)
+  agent = agents.make(spec.algo, spec.env, env_options=spec.env_options, **spec.overrides)
   names = sweepable(agent.config)
   settings_values = []
   for name, values in spec.sweep.items():
@@ -178,7 +181,7 @@ def _save_json(path: str, data: Any) -> None:
 
 def _default_run_dir(spec: RunSpec) -> str:
   stamp = time.strftime("%Y%m%d-%H%M%S")
-  return os.path.join("runs", f"{spec.algo}_{spec.env}_{stamp}")
+  return os.path.join("runs", f"{spec.algo}_{spec.env.replace('/', '_')}_{stamp}")
 
 
 def run(spec: RunSpec, run_dir: str | None = None, progress: bool = True) -> dict:
