@@ -22,8 +22,12 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(BIN)/python -m jaxsafe.demo
 
+# Two pytest workers, one test file each at a time (module fixtures are built once): XLA
+# compiles run on one core, so two files compiling side by side use both cores.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
