@@ -86,9 +86,7 @@ def save_gif(task: tasks.NavigationEnv, navs: tasks.NavState, rewards, costs, pa
     raise ValueError(f"need every >= 1 and size >= 32, got every={every}, size={size}")
   states = {name: np.asarray(getattr(navs, name)) for name in
             ("hazards", "vases", "buttons", "goal", "goal_index")}
-  angle = np.asarray(navs.gremlin_phase) + tasks.GREMLIN_YAW_RATE * np.asarray(navs.time)[:, None]
-  states["gremlins"] = np.asarray(navs.gremlin_spots) + tasks.GREMLIN_TRAVEL * np.stack(
-      [np.cos(angle), np.sin(angle)], axis=-1)
+  states["gremlins"] = np.asarray(navs.gremlins)
   states["pos"], states["heading"] = np.asarray(navs.pose.pos), np.asarray(navs.pose.heading)
   rewards, costs = np.cumsum(np.asarray(rewards)), np.cumsum(np.asarray(costs))
   steps = len(states["pos"])

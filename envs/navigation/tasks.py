@@ -110,8 +110,8 @@ class NavState:
 
   @property
   def gremlins(self) -> jax.Array:
-    """Gremlin positions (g, 2) at ``time``."""
-    angle = self.gremlin_phase + GREMLIN_YAW_RATE * self.time
+    """Gremlin positions (..., g, 2) at ``time`` (also for states stacked over steps)."""
+    angle = self.gremlin_phase + GREMLIN_YAW_RATE * jnp.asarray(self.time)[..., None]
     return self.gremlin_spots + GREMLIN_TRAVEL * jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1)
 
 
