@@ -51,14 +51,15 @@ from jaxsafe.models.world_model import WorldModel
 class CPPOConfig(OnPolicyConfig):
   """Hyper-parameters of ``cppo``: ``OnPolicyConfig`` (PPO's data collection, critics and
   optimiser defaults) plus the E-step's. The KL bound 0.02 gives a per-sample ratio RMS of
-  sqrt(2 delta) = 0.2, the size of PPO's clip; the floor 0.05 and 8 rounds are our choices
+  sqrt(2 delta) = 0.2, the size of PPO's clip; the floor 0.05 is our choice
   (docs/algorithms.md)."""
 
   kl_bound: float = hparam(0.02, 1e-8, 10.0, doc="delta: E-step KL bound; ratio ball radius "
                            "R = sqrt(2 N delta) (Eq. 3-4a)")
   min_ratio: float = hparam(0.05, 1e-6, 0.99, doc="entries of v that would fall to 0 are held "
                             "at this ratio (the v_bar > -1 bound of Eq. 4b)")
-  e_step_iterations: int = static(8, 0, doc="fix-and-re-solve rounds for v_bar > -1")
+  e_step_iterations: int = static(0, 0, doc="bisection steps of the E-step's cost-multiplier "
+                                  "angle; 0: to the dtype's resolution (27 in float32)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +93,14 @@ def cppo_objective(config: CPPOConfig) -> PolicyObjective:
     n = adv_r.size
     radius = jnp.sqrt(2.0 * n * hp["kl_bound"])
     sol = ratio_region.e_step(adv_r.reshape(-1), adv_c.reshape(-1), n * d_prime, radius,
-                              hp["min_ratio"], config.e_step_iterations,
+                              hp["min_ratio"], config.e_step_iterations or None,
                               recover=j_c > hp["cost_limit"])
     v = 1.0 + sol.v_bar.reshape(adv_r.shape)
     metrics = {"case": sol.case.astype(jnp.float32),
-               "kappa": jnp.clip(sol.kappa, -10.0, 10.0),
+               "cost_multiplier": jnp.minimum(sol.cost_multiplier, 1e6),
                "budget": d_prime,
                "held_fraction": sol.fixed.mean(),
+               "e_step_inputs_finite": sol.ok.astype(jnp.float32),
                "ratio_rms": jnp.sqrt(jnp.mean(jnp.square(sol.v_bar)))}
     return v, state.lagrange, metrics
 
