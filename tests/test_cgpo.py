@@ -104,3 +104,23 @@ def test_config_errors_are_one_line():
     agents.make("cgpo", "function", short_horizon=200)
   with pytest.raises(ConfigError, match="critic_minibatches"):
     agents.make("cgpo", "function", num_envs=3, critic_minibatches=7)
+
+
+def test_non_finite_gradient_stops_the_runner(cgpo_run):
+  """A NaN in the observation statistics makes g and q NaN with finite actor weights: the
+  sub-problem takes no step, flags it, and the runner's check names that flag (ahead of the
+  critics' weights, which the same NaN spoils)."""
+  from jaxsafe.train import runner
+
+  agent, state, _ = cgpo_run
+  state = state.replace(obs_stats=state.obs_stats.replace(mean=state.obs_stats.mean * jnp.nan))
+  new_state, metrics = jax.jit(agent.update)(state)
+  metrics = jax.device_get(metrics)
+  assert float(metrics["cgpo/trust_region_inputs_finite"]) == 0.0
+  assert float(metrics["cgpo/step_norm"]) == 0.0
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.params["actor"],
+                         state.params["actor"])
+  batched = {k: np.asarray(v, np.float64)[None, None] for k, v in metrics.items()}
+  bad = runner._first_nonfinite(batched, frozenset(agent.nan_metrics))
+  assert bad is not None and bad[2] == "cgpo/trust_region_inputs_finite", bad
+  assert "trust-region sub-problem's inputs" in runner._divergence_reason(bad[2], bad[3])

@@ -370,3 +370,31 @@ def test_flatten_apply_step_roundtrip():
   sol = tr.solve(flat, -flat, 1.0, 0.25)
   new = tr.apply_step(params, sol.step)
   np.testing.assert_allclose(tr.flatten(new)[0] - flat, sol.step, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["g", "q", "c", "delta"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_give_zero_step_and_flag(bad, value):
+  """NaN or inf anywhere: no step (not a step computed as if it were 0) and ``ok`` False."""
+  args = {"g": np.ones(4), "q": np.array([1.0, -2.0, 0.5, 0.0]), "c": 0.3, "delta": 1.0}
+  sol = jax.jit(tr.solve)(**args)
+  assert bool(sol.ok) and np.any(np.asarray(sol.step) != 0)
+  if bad in ("g", "q"):
+    args[bad] = args[bad].copy()
+    args[bad][1] = value
+  else:
+    args[bad] = value
+  sol = jax.jit(tr.solve)(**args)
+  assert not bool(sol.ok)
+  assert np.all(np.asarray(sol.step) == 0) and int(sol.case) == tr.RECOVERY
+  for leaf in jax.tree.leaves(sol):
+    assert np.all(np.isfinite(np.asarray(leaf)))
+
+
+def test_negative_delta():
+  with pytest.raises(ValueError, match="delta must be >= 0"):
+    tr.solve(jnp.ones(3), jnp.ones(3), 0.0, -1.0)
+  sol = jax.jit(tr.solve)(jnp.ones(3), jnp.ones(3), 0.0, -1.0)  # traced: flagged
+  assert not bool(sol.ok) and np.all(np.asarray(sol.step) == 0)
+  sol = jax.vmap(tr.solve)(jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.zeros(2), jnp.array([1.0, -1.0]))
+  np.testing.assert_array_equal(np.asarray(sol.ok), [True, False])

@@ -319,7 +319,9 @@ def make_gradient_agent(env: Env, config: GradientConfig, name: str = "cgpo") ->
           f"{name}/radius": radius, f"{name}/case": solution.case.astype(jnp.float32),
           f"{name}/rho": jnp.where(has_prev, rho, jnp.nan),
           f"{name}/zeta": jnp.where(has_prev, jnp.minimum(zeta, 1e6), jnp.nan),
-          f"{name}/trust_lambda": solution.lam, f"{name}/trust_nu": solution.nu})
+          f"{name}/trust_lambda": solution.lam, f"{name}/trust_nu": solution.nu,
+          # 0 when g, q, c or the radius were not finite (zero step): the runner stops on it.
+          f"{name}/trust_region_inputs_finite": solution.ok.astype(jnp.float32)})
     else:
       lag = lagrange.gradient_ascent_update(lag, episode_cost, hp["cost_limit"], hp["lagrangian_lr"])
       lam = lag.multiplier

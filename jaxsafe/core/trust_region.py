@@ -29,6 +29,11 @@ Algorithm 2 is defined, and a finite answer where it is not. Degenerate inputs:
   * c^2 / q.q = delta (the ball touches the plane): the PARTIAL step is continuous with the
     neighbouring RECOVERY / FEASIBLE steps; lambda* is infinite there and is reported clipped.
 
+Non-finite inputs (NaN or inf in g, q, c or delta) and a negative delta give the zero step with
+``ok = False`` (case RECOVERY, multipliers and predictions 0) instead of a step computed from
+garbage; a concrete negative delta raises ``ValueError``. The agents report ``ok`` as a metric
+that stops training (``cgpo/trust_region_inputs_finite``).
+
 Classification compares |c| / |q| with sqrt(delta), which is c^2 / q.q > delta without the
 overflow of squaring. Norms are taken after scaling by the largest entry, so no intermediate
 overflows in float32 either.
@@ -41,6 +46,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
@@ -66,6 +72,7 @@ class Solution:
   nu: jax.Array
   predicted_objective: jax.Array  # g.d
   predicted_constraint: jax.Array  # c + q.d
+  ok: jax.Array  # bool: g, q, c, delta finite and delta >= 0 (otherwise the zero step)
 
 
 def _norm(x: jax.Array) -> jax.Array:
@@ -96,10 +103,20 @@ def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solutio
 
   Returns:
     A ``Solution``; see the module docstring for the cases and the degenerate inputs.
+
+  Raises:
+    ValueError: if delta is concrete and negative (a traced one is reported by ``ok``).
   """
+  if not isinstance(delta, jax.core.Tracer) and np.any(np.asarray(delta) < 0):
+    raise ValueError(f"delta must be >= 0, got {delta}")
   dtype = jnp.result_type(g, q, c, delta, float)
   g, q = jnp.asarray(g, dtype), jnp.asarray(q, dtype)
   c, delta = jnp.asarray(c, dtype), jnp.asarray(delta, dtype)
+  ok = (jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(q)) & jnp.isfinite(c)
+        & jnp.isfinite(delta) & (delta >= 0))
+  # Sanitised inputs, so nothing below sees NaN or inf; the answer is the zero step anyway.
+  g, q = jnp.where(ok, g, 0), jnp.where(ok, q, 0)
+  c, delta = jnp.where(ok, c, 0), jnp.where(ok, delta, 0)
   radius = jnp.sqrt(jnp.maximum(delta, 0))
   g_norm, q_norm = _norm(g), _norm(q)
   u, v = _unit(g, g_norm), _unit(q, q_norm)
@@ -147,9 +164,9 @@ def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solutio
   zero = jnp.zeros((), dtype)
   lam = jnp.select([case == RECOVERY, (case == FEASIBLE) | inactive], [zero, lam_b], lam_a)
   nu = jnp.where((case == PARTIAL) & ~inactive, nu_a, zero)
-  return Solution(step=step, case=case, lam=lam, nu=nu,
-                  predicted_objective=g_norm * (u @ step),
-                  predicted_constraint=c + q_norm * (v @ step))
+  return Solution(step=jnp.where(ok, step, 0), case=jnp.where(ok, case, RECOVERY), lam=lam,
+                  nu=nu, predicted_objective=g_norm * (u @ step),
+                  predicted_constraint=jnp.where(ok, c + q_norm * (v @ step), 0), ok=ok)
 
 
 def flatten(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:

@@ -156,13 +156,39 @@ def compile_chunk(agent: Agent, states, length: int):
   return jax.jit(program, donate_argnums=0, **kw).lower(states).compile()
 
 
+#: flag metrics (1 good, 0 bad), by the name after any "agent/" prefix, and what a 0 means; in
+#: order of precedence when several fail at once (a solver's inputs before the parameters).
+FLAG_METRICS = {
+    "trust_region_inputs_finite": "the trust-region sub-problem's inputs (g, q, c or the radius) "
+                                  "were not finite, so no step was taken",
+    "e_step_inputs_finite": "the E-step's inputs (advantages, budget or radius) were not finite, "
+                            "so no step was taken",
+    "params_finite": "the parameters are not finite",
+}
+
+
+def _flag(name: str) -> str | None:
+  return FLAG_METRICS.get(name.rsplit("/", 1)[-1])
+
+
+def _divergence_reason(name: str, value) -> str:
+  """The end of the divergence message for metric ``name`` at ``value``."""
+  flag = _flag(name)
+  return f"metric '{name}' is {value}" + (f" ({flag})" if flag else "")
+
+
 def _first_nonfinite(metrics: dict[str, np.ndarray], may_be_nan=frozenset()):
-  """(iteration index, run index, metric name, value) of the first bad entry, or None."""
+  """(iteration index, run index, metric name, value) of the first bad entry, or None.
+
+  A non-finite value, or a 0 in a flag metric (``FLAG_METRICS``). At the same iteration a flag
+  wins, since it names the cause (the other metrics are then NaN because of it)."""
   worst = None
-  for name, values in metrics.items():
+  order = list(FLAG_METRICS)
+  for name, values in sorted(metrics.items(), key=lambda kv: (
+      order.index(kv[0].rsplit("/", 1)[-1]) if _flag(kv[0]) else len(order))):
     if name in MAY_BE_NAN or name in may_be_nan:
       continue
-    bad = ~np.isfinite(values) if name != "params_finite" else values < 0.5
+    bad = ~np.isfinite(values) if _flag(name) is None else ~(values >= 0.5)
     if bad.any():
       runs, iters = np.nonzero(bad)
       i = int(iters.min())
@@ -273,7 +299,7 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
           logger.write({k: v[:, :i] for k, v in metrics.items()})
         raise TrainingDiverged(
             f"training diverged at iteration {iteration + i + 1} (seed {p.labels[r]['seed']}, "
-            f"setting {p.labels[r]['setting']}): metric '{name}' is {value}; the last good "
+            f"setting {p.labels[r]['setting']}): {_divergence_reason(name, value)}; the last good "
             f"checkpoint (iteration {iteration}) in {run_dir}/checkpoints is intact")
       states = new_states
       iteration += length
