@@ -24,8 +24,8 @@ k entries of y that stay above the floor (the k largest), this is, in closed for
     v_i = f (k - N) / k + W_k (y_i - ybar_k) / |y_K - ybar_k|,   W_k^2 = R^2 - N f^2 (N - k) / k,
 
 and v_i = f elsewhere; k is the largest count for which the k-th entry stays above the floor,
-found by bisection on a threshold of y (masked sums, no sort; see ``_inner``). The outer problem is a
-bisection on the angle theta in [0, pi/2] of y = cos(theta) a/|a| - sin(theta) c/|c| (mu =
+found by bisection on a threshold of y (masked sums, no sort; see ``_inner``). The outer problem
+is a bisection on the angle theta in [0, pi/2] of y = cos(theta) a/|a| - sin(theta) c/|c| (mu =
 tan(theta) |a| / |c|: bounded and scale-invariant), on which the cost c.v(theta) is non-increasing:
 
   INTERIOR  theta = 0 meets the budget: v = v(0), the best point of S.
