@@ -22,6 +22,11 @@ def _function(**kw):
   return FunctionEnv(floor=False, **kw)
 
 
+def _cruise(**kw):
+  from jaxsafe.envs.cruise import CruiseEnv
+  return CruiseEnv(**kw)
+
+
 def _function_floor(**kw):
   from jaxsafe.envs.function import FunctionEnv
   return FunctionEnv(floor=True, **kw)
@@ -55,6 +60,7 @@ NAVIGATION_IDS: list[str] = []
 _REGISTRY: dict[str, TaskSpec] = {
     "function": TaskSpec(_function, "1-D point, reward = cost = f(x) (CGPO App. C, Eq. 70); T=100, b=8"),
     "function-floor": TaskSpec(_function_floor, "FunctionEnv with floor(x) (CGPO Eq. 83), non-differentiable; T=100, b=8"),
+    "cruise": TaskSpec(_cruise, "1-D speed control, reward = speed, cost = speed^2 (jaxsafe's own); T=100, b=25"),
     "cartpole-position": TaskSpec(_brax("cartpole-position"), "Brax CartPole, cost -x_cart^2 (CGPO App. E.1); T=300, b=-50"),
     "reacher-position": TaskSpec(_brax("reacher-position"), "Brax Reacher, cost |fingertip-target|^2 (CGPO App. E.2); T=300, b=400"),
     "halfcheetah-velocity": TaskSpec(_brax("halfcheetah-velocity"), "Brax HalfCheetah, cost |v| (CGPO App. E.3); T=200, b=400"),
