@@ -1,0 +1,158 @@
+"""The learning claims of jaxsafe's agents, shared by tests/test_learning.py and
+benchmarks/learning_seeds.py (which measures each claim on many seeds for docs/benchmarks.md).
+
+A claim is an algorithm, a task, the config it runs at (the agent's defaults, except where the
+``overrides`` say otherwise and the claim's ``why`` says why), a training budget, and a property
+of the last 10% of training that a broken gradient, sign or multiplier would fail. A learning run
+is chaotic (another CPU's rounding moves it as another seed would), so every threshold below was
+met with room by every one of at least 10 measured seeds (docs/benchmarks.md, "Learning claims");
+the tests run 3 of those seeds, shifted by ``JAXSAFE_SEED_OFFSET``.
+
+Each run trains its seeds as one vmapped program (jitted once; every call runs a ``lax.scan`` over
+``CHUNK`` updates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsafe import agents
+
+CHUNK = 10  # updates per jitted call
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  algo: str
+  env: str
+  iterations: int
+  check: Callable[[dict[str, np.ndarray], float], list[str]]  # (run, cost limit) -> failures
+  overrides: dict = dataclasses.field(default_factory=dict)
+  why: str = ""  # why the overrides (beyond CI time)
+  extra: tuple[str, ...] = ()  # per-iteration metrics (f"{algo}/{name}") to keep
+
+
+def train(algo: str, env: str, seeds, iterations: int, overrides: dict | None = None,
+          extra: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], float]:
+  """Trains ``seeds`` of ``algo`` on ``env``; returns per-iteration metrics [seed, iteration]
+  (``episode_cost``, ``episode_return`` and ``extra``) and the cost limit."""
+  agent = agents.make(algo, env, **(overrides or {}))
+  keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+  state = jax.jit(jax.vmap(agent.init))(keys)
+  wanted = ("episode_cost", "episode_return", *(f"{algo}/{k}" for k in extra))
+
+  def chunk(state):
+    state, metrics = jax.lax.scan(lambda s, _: agent.update(s), state, None, length=CHUNK)
+    return state, {k: metrics[k] for k in wanted}
+
+  if iterations % CHUNK:
+    raise ValueError(f"iterations must be a multiple of {CHUNK}, got {iterations}")
+  run, history = jax.jit(jax.vmap(chunk)), []
+  for _ in range(iterations // CHUNK):
+    state, metrics = run(state)
+    history.append(jax.device_get(metrics))
+  run = {k: np.concatenate([h[k] for h in history], axis=1) for k in wanted}
+  return run, float(agent.config.cost_limit if agent.config.cost_limit is not None
+                    else agent.env.unwrapped.cost_limit)
+
+
+def last_fraction_mean(values: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+  """Mean over the last ``fraction`` of iterations, per seed (NaN-free rows assumed)."""
+  n = max(1, round(values.shape[1] * fraction))
+  return values[:, -n:].mean(axis=1)
+
+
+def summary(run: dict[str, np.ndarray], episode_length: int = 100) -> dict[str, np.ndarray]:
+  """Per seed: last-10% cost, return, and cruise's efficiency J_R / sqrt(T J_C)."""
+  cost = last_fraction_mean(run["episode_cost"])
+  ret = last_fraction_mean(run["episode_return"])
+  with np.errstate(invalid="ignore", divide="ignore"):
+    eff = ret / np.sqrt(episode_length * cost)
+  return {"cost": cost, "return": ret, "efficiency": eff}
+
+
+# --- properties --------------------------------------------------------------------------------
+
+
+def at_limit(tolerance: float, min_efficiency: float | None = None):
+  """Last-10% cost within ``tolerance`` (relative) of the limit; on cruise also the return at
+  least ``min_efficiency`` of the frontier sqrt(T J_C) (envs/cruise.py, Eq. 3)."""
+
+  def check(run, limit):
+    s, bad = summary(run), []
+    low, high = limit - tolerance * abs(limit), limit + tolerance * abs(limit)
+    for i, (c, e) in enumerate(zip(s["cost"], s["efficiency"])):
+      if not (np.isfinite(c) and low <= c <= high):
+        bad.append(f"seed #{i}: last-10% cost {c:.3f} not in [{low:.2f}, {high:.2f}]")
+      if min_efficiency is not None and not e >= min_efficiency:
+        bad.append(f"seed #{i}: efficiency {e:.3f} < {min_efficiency}")
+    return bad
+
+  return check
+
+
+def unconstrained(min_cost_ratio: float, min_return: float):
+  """Unconstrained PPO: ends far above the limit (cost > ratio x b) with a high return."""
+
+  def check(run, limit):
+    s, bad = summary(run), []
+    for i, (c, r) in enumerate(zip(s["cost"], s["return"])):
+      if not c > min_cost_ratio * limit:
+        bad.append(f"seed #{i}: last-10% cost {c:.2f} <= {min_cost_ratio} x limit {limit}")
+      if not r > min_return:
+        bad.append(f"seed #{i}: last-10% return {r:.2f} <= {min_return}")
+    return bad
+
+  return check
+
+
+def recovers(within: int, tolerance: float | None):
+  """From an infeasible start (J_C > b at the first update, a recovery update), feasible within
+  ``within`` updates, and the last-10% cost within ``tolerance`` of the limit."""
+  final = at_limit(tolerance) if tolerance is not None else (lambda run, limit: [])
+
+  def check(run, limit):
+    costs, bad = run["episode_cost"], []
+    first = np.where((costs <= limit).any(axis=1), np.argmax(costs <= limit, axis=1), -1)
+    for i in range(costs.shape[0]):
+      if not costs[i, 0] > limit:
+        bad.append(f"seed #{i}: the first policy is feasible ({costs[i, 0]:.2f}): nothing to recover")
+      if not 0 <= first[i] < within:
+        bad.append(f"seed #{i}: first feasible update {first[i]} (must be < {within})")
+    return bad + final(run, limit)
+
+  return check
+
+
+# --- the claims --------------------------------------------------------------------------------
+
+#: On-policy agents run 16 envs instead of their default 64 (CI time); nothing else changes.
+ON_POLICY_BATCH = {"num_envs": 16}
+#: The gradient agents run 32 envs instead of their default 128 (CI time).
+GRADIENT_BATCH = {"num_envs": 32}
+
+CLAIMS: dict[str, Claim] = {
+    "ppo/cruise": Claim("ppo", "cruise", 80, unconstrained(2.0, 80.0), ON_POLICY_BATCH),
+    "ppo-lag/cruise": Claim("ppo-lag", "cruise", 80, at_limit(0.1, 0.95), ON_POLICY_BATCH),
+    "pid-lag/cruise": Claim("pid-lag", "cruise", 80, at_limit(0.1, 0.95), ON_POLICY_BATCH),
+    "cppo/cruise": Claim("cppo", "cruise", 80, at_limit(0.1, 0.95), ON_POLICY_BATCH),
+    "cppo/function": Claim("cppo", "function", 150, recovers(25, 0.1), ON_POLICY_BATCH),
+    "dyna-cppo/cruise": Claim("dyna-cppo", "cruise", 40, at_limit(0.1, 0.95), ON_POLICY_BATCH),
+    "cgpo/cruise": Claim("cgpo", "cruise", 40, at_limit(0.05, 0.95), GRADIENT_BATCH),
+    "cgpo/function": Claim("cgpo", "function", 80, recovers(40, 0.05), GRADIENT_BATCH,
+                           extra=("case",)),
+    "mb-cgpo/cruise": Claim("mb-cgpo", "cruise", 40, at_limit(0.05, 0.95), GRADIENT_BATCH),
+}
+
+#: One short run per family of agents, for ``make test``: the first updates of a claim above, with
+#: looser thresholds (measured on the same seeds, docs/benchmarks.md).
+QUICK_CLAIMS: dict[str, Claim] = {
+    "ppo-lag/cruise@40": Claim("ppo-lag", "cruise", 40, at_limit(0.2, 0.9), ON_POLICY_BATCH),
+    "cppo/function@30": Claim("cppo", "function", 30, recovers(25, None), ON_POLICY_BATCH),
+    "cgpo/cruise@20": Claim("cgpo", "cruise", 20, at_limit(0.2, 0.9), GRADIENT_BATCH),
+}
