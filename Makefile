@@ -29,8 +29,10 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
+# The slow tier: learning runs to the limit, notebooks, benchmark-backed claims (one file per
+# worker as above). JAXSAFE_SEED_OFFSET=100 shifts the learning tests' seeds.
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow tests
 
 # Navigation (JAX point-goal at 4096 envs vs Safety-Gymnasium through the bridge), then the
 # Brax tasks (PPO-Lag vs raw stepping vs Brax's PPO); results go in docs/benchmarks.md.

@@ -19,6 +19,8 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import gbe_vs_abe
 
+pytestmark = pytest.mark.slow  # a benchmark-backed claim: the slow tier (make test-slow)
+
 SETTINGS = gbe_vs_abe.Settings(stages=(), repetitions=10, num_episodes=64, truth_episodes=1024)
 
 

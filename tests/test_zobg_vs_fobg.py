@@ -28,6 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 import gbe_vs_abe
 import zobg_vs_fobg
 
+pytestmark = pytest.mark.slow  # a benchmark-backed claim: the slow tier (make test-slow)
+
 SETTINGS = zobg_vs_fobg.Settings(lengths=(1, 2, 100), radii_sq=(1e-4,), repetitions=10,
                                  num_episodes=64, truth_episodes=1024)
 
