@@ -54,12 +54,15 @@ def _report(title, claim, run, limit, seeds) -> None:
   s = learning.summary(run)
   first = np.argmax(run["episode_cost"] <= limit, axis=1)
   print(f"\n## {title}")
-  print("| seed | last-10% cost | return | efficiency | first feasible | holds |")
-  print("|---|---|---|---|---|---|")
+  cost50 = learning.last_fraction_mean(run["episode_cost"], 0.5)
+  ret50 = learning.last_fraction_mean(run["episode_return"], 0.5)
+  print("| seed | last-10% cost | return | efficiency | last-50% cost | return | first feasible "
+        "| holds |")
+  print("|---|---|---|---|---|---|---|---|")
   for i, seed in enumerate(seeds):
     failures = claim.check({k: v[i:i + 1] for k, v in run.items()}, limit)
     print(f"| {seed} | {s['cost'][i]:.2f} | {s['return'][i]:.2f} | {s['efficiency'][i]:.3f} | "
-          f"{first[i]} | {'yes' if not failures else 'NO: ' + '; '.join(failures)} |")
+          f"{cost50[i]:.2f} | {ret50[i]:.2f} | {first[i]} | {'yes' if not failures else 'NO: ' + '; '.join(failures)} |")
   print(f"cost {s['cost'].min():.2f} .. {s['cost'].max():.2f}; return {s['return'].min():.2f} .. "
         f"{s['return'].max():.2f}; efficiency {np.nanmin(s['efficiency']):.3f} .. "
         f"{np.nanmax(s['efficiency']):.3f}; first feasible max {first.max()}", flush=True)

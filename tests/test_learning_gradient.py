@@ -1,0 +1,23 @@
+"""Learning tests of the gradient-based agents (cgpo, mb-cgpo, shac-lag, bptt-lag): their claims
+of tests/learning.py on 3 seeds, shifted by ``JAXSAFE_SEED_OFFSET`` (see test_learning.py)."""
+
+from __future__ import annotations
+
+import pytest
+from learning import CLAIMS, GRADIENT_AGENTS, assert_claim
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("claim_id", [c for c, claim in CLAIMS.items()
+                                      if claim.algo in GRADIENT_AGENTS and c != "cgpo/function"])
+def test_claim(claim_id):
+  assert_claim(claim_id)
+
+
+def test_cgpo_recovers_on_function_through_the_trust_region_cases():
+  """CGPO from scratch on ``function`` (J_C ~ 10-12 > b = 8) recovers, then holds J_C within 5%
+  of b through the trust region's partial case."""
+  run = assert_claim("cgpo/function")
+  cases = run["cgpo/case"]
+  assert (cases == 0).any() and (cases[:, -8:] == 2).mean() > 0.5
