@@ -66,6 +66,11 @@ def _report(title, claim, run, limit, seeds) -> None:
   print(f"cost {s['cost'].min():.2f} .. {s['cost'].max():.2f}; return {s['return'].min():.2f} .. "
         f"{s['return'].max():.2f}; efficiency {np.nanmin(s['efficiency']):.3f} .. "
         f"{np.nanmax(s['efficiency']):.3f}; first feasible max {first.max()}", flush=True)
+  for name, values in run.items():
+    if name.endswith("/case"):  # the trust region's cases: recovery seen, partial at the end
+      tail = values[:, -max(1, values.shape[1] // 10):]
+      print(f"{name}: recovery seen on {int((values == 0).any(axis=1).sum())}/{len(seeds)} seeds; "
+            f"last-10% partial fraction per seed {np.round((tail == 2).mean(axis=1), 2).tolist()}")
 
 
 if __name__ == "__main__":

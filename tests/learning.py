@@ -190,7 +190,7 @@ CLAIMS: dict[str, Claim] = {
                            ON_POLICY_BATCH),
     "dyna-cppo/cruise": Claim("dyna-cppo", "cruise", 40, at_limit(0.1, 0.95), ON_POLICY_BATCH),
     "cgpo/cruise": Claim("cgpo", "cruise", 40, at_limit(0.05, 0.97), GRADIENT_BATCH),
-    "cgpo/function": Claim("cgpo", "function", 80, recovers(40, at_limit(0.05)), GRADIENT_BATCH,
+    "cgpo/function": Claim("cgpo", "function", 80, recovers(25, at_limit(0.1)), GRADIENT_BATCH,
                            extra=("case",)),
     "mb-cgpo/cruise": Claim("mb-cgpo", "cruise", 40, at_limit(0.05, 0.95), GRADIENT_BATCH),
     "shac-lag/cruise": Claim("shac-lag", "cruise", 100, feasible_on_average(1.2, 25.0),
