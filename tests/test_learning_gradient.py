@@ -16,8 +16,8 @@ def test_claim(claim_id):
 
 
 def test_cgpo_recovers_on_function_through_the_trust_region_cases():
-  """CGPO from scratch on ``function`` (J_C ~ 10-12 > b = 8) recovers, then holds J_C near
-  of b through the trust region's partial case (10% on the test: 16 seeds ended at 8.00-8.39)."""
+  """CGPO from scratch on ``function`` (J_C ~ 10-12 > b = 8) recovers, then holds J_C within 10%
+  of b (16 seeds ended at 8.00-8.39) through the trust region's partial case."""
   run = assert_claim("cgpo/function")
   cases = run["cgpo/case"]
   assert (cases == 0).any() and (cases[:, -8:] == 2).mean() > 0.5
