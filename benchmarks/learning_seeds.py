@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import learning  # noqa: E402  (tests/learning.py: the claims)
+import learning
 
 
 def _seeds(text: str) -> list[int]:
@@ -62,7 +62,8 @@ def _report(title, claim, run, limit, seeds) -> None:
   for i, seed in enumerate(seeds):
     failures = claim.check({k: v[i:i + 1] for k, v in run.items()}, limit)
     print(f"| {seed} | {s['cost'][i]:.2f} | {s['return'][i]:.2f} | {s['efficiency'][i]:.3f} | "
-          f"{cost50[i]:.2f} | {ret50[i]:.2f} | {first[i]} | {'yes' if not failures else 'NO: ' + '; '.join(failures)} |")
+          f"{cost50[i]:.2f} | {ret50[i]:.2f} | {first[i]} | "
+          f"{'yes' if not failures else 'NO: ' + '; '.join(failures)} |")
   print(f"cost {s['cost'].min():.2f} .. {s['cost'].max():.2f}; return {s['return'].min():.2f} .. "
         f"{s['return'].max():.2f}; efficiency {np.nanmin(s['efficiency']):.3f} .. "
         f"{np.nanmax(s['efficiency']):.3f}; first feasible max {first.max()}", flush=True)

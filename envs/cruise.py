@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
 from jaxsafe.envs.core import Env, State
 
 
