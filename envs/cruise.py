@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
 from jaxsafe.envs.core import Env, State
 
 

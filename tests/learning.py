@@ -23,6 +23,7 @@ import numpy as np
 from conftest import learning_seeds
 
 from jaxsafe import agents
+from jaxsafe.envs.cruise import efficiency
 
 CHUNK = 10  # updates per jitted call
 SEEDS = learning_seeds(0, 1, 2)  # the tests' seeds (JAXSAFE_SEED_OFFSET shifts them)
@@ -83,8 +84,7 @@ def summary(run: dict[str, np.ndarray], episode_length: int = 100) -> dict[str, 
   """Per seed: last-10% cost, return, and cruise's efficiency J_R / sqrt(T J_C)."""
   cost = last_fraction_mean(run["episode_cost"])
   ret = last_fraction_mean(run["episode_return"])
-  with np.errstate(invalid="ignore", divide="ignore"):
-    eff = ret / np.sqrt(episode_length * cost)
+  eff = np.asarray(efficiency(ret, cost, episode_length))
   return {"cost": cost, "return": ret, "efficiency": eff}
 
 
