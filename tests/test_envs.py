@@ -17,7 +17,7 @@ from jaxsafe.envs.wrappers import (AutoReset, BlockGradient, EpisodeStats, TimeL
 
 from jaxsafe import envs
 
-ALL_IDS = ("function", "function-floor", "cartpole-position", "reacher-position",
+ALL_IDS = ("function", "function-floor", "cruise", "cartpole-position", "reacher-position",
            "halfcheetah-velocity", "ant-velocity", "swimmer-velocity")
 
 
@@ -180,6 +180,58 @@ class TestFunctionEnv:
   def test_invalid_init_range(self):
     with pytest.raises(ValueError):
       FunctionEnv(init_range=-1.0)
+
+
+class TestCruise:
+  """envs/cruise.py: Eq. 1-2 by hand, the frontier of Eq. 3, and gradients through ``step``."""
+
+  def test_dynamics_reward_and_cost_by_hand(self):
+    env = envs.make("cruise")
+    assert (env.episode_length, env.cost_limit, env.unwrapped.differentiable) == (100, 25.0, True)
+    state = env.reset(jax.random.PRNGKey(3))
+    v0 = float(state.obs[0])
+    assert abs(v0) <= 0.1
+    state = env.step(state, jnp.array([2.0]))  # clipped to 1
+    v1 = 0.8 * v0 + 0.2
+    assert float(state.obs[0]) == pytest.approx(v1, rel=1e-6)
+    assert float(state.reward) == pytest.approx(v1, rel=1e-6)
+    assert float(state.cost) == pytest.approx(v1**2, rel=1e-6)
+
+  def test_no_policy_beats_the_frontier(self):
+    """Random action sequences: J_R <= sqrt(T J_C) (Eq. 3) on every episode; a constant speed
+    of 0.5 (after the first steps) comes within 2% of it at J_C ~ b."""
+    from jaxsafe.envs.cruise import efficiency
+    env = envs.make("cruise", num_envs=64)
+
+    def episode(key, actions):
+      def step(state, a):
+        state = env.step(state, a)
+        return state, (state.reward, state.cost)
+      _, (r, c) = jax.lax.scan(step, env.reset(key), actions)
+      return r.sum(0), c.sum(0)
+
+    actions = jax.random.uniform(jax.random.PRNGKey(0), (100, 64, 1), minval=-1, maxval=1)
+    ret, cost = jax.jit(episode)(jax.random.PRNGKey(1), actions)
+    assert bool(jnp.all(efficiency(ret, cost) <= 1.0 + 1e-6))
+    hold = jnp.full((100, 64, 1), 0.5)  # v -> 0.5: a = v (1 - 0.8) / 0.2
+    ret, cost = jax.jit(episode)(jax.random.PRNGKey(1), hold)
+    assert bool(jnp.all(efficiency(ret, cost) > 0.98)) and bool(jnp.all(jnp.abs(cost - 25) < 2))
+
+  def test_gradient_of_the_cost_through_step(self):
+    env = envs.make("cruise")
+    total = lambda a: jax.lax.scan(
+        lambda s, x: (env.step(s, x), env.step(s, x).cost), env.reset(jax.random.PRNGKey(0)),
+        a)[1].sum()
+    actions = jnp.full((10, 1), 0.3)
+    grad = jax.grad(total)(actions)
+    eps = 1e-3
+    fd = (total(actions.at[4, 0].add(eps)) - total(actions.at[4, 0].add(-eps))) / (2 * eps)
+    np.testing.assert_allclose(grad[4, 0], fd, rtol=1e-2)
+    assert float(grad[4, 0]) > 0  # speeding up costs
+
+  def test_invalid_init_speed(self):
+    with pytest.raises(ValueError, match="init_speed"):
+      envs.make("cruise", init_speed=-1.0)
 
 
 # --------------------------------------------------------------------------------------------
