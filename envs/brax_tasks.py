@@ -54,7 +54,7 @@ def _brax_fluid_clip_compat() -> None:
   if "a_min" in inspect.signature(jnp.clip).parameters or not hasattr(fluid, "jp"):
     return
 
-  def clip(arr=None, /, min=None, max=None, *, a_min=None, a_max=None):  # noqa: A002
+  def clip(arr=None, /, min=None, max=None, *, a_min=None, a_max=None):
     return jnp.clip(arr, min=a_min if min is None else min, max=a_max if max is None else max)
 
   compat = types.ModuleType("jax.numpy", "jax.numpy with clip(a_min=, a_max=) (brax.fluid)")
