@@ -42,7 +42,7 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
 
 # A quick check of an installation (every env, every agent's update, a checkpoint round trip;
-# about 2-3 min on 2 cores), e.g. on the newest JAX: `make smoke PYTHON=python3.12`.
+# 3-4 min of CPU on 2 cores), e.g. on the newest JAX: `make smoke PYTHON=python3.12`.
 smoke: install
 	$(BIN)/python -m pytest -q -p no:xdist -m smoke tests/test_smoke.py
 

@@ -3,7 +3,8 @@
 Every registered env id resets and steps, every registered agent makes one ``update`` on a tiny
 configuration, and an agent state survives a checkpoint round trip. It checks that the code runs
 and gives finite numbers on the installed versions, not what it learns: that is the rest of the
-suite. Each env and agent is compiled once (about 2-3 min on 2 CPU cores).
+suite, which skips this file (it runs only under `-m smoke`). Each env and agent is compiled once
+(about 3-4 min of CPU on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from jaxsafe import agents, envs
 from jaxsafe.train.checkpoints import Checkpointer
 
 pytestmark = pytest.mark.smoke
+
+
+@pytest.fixture(autouse=True)
+def _only_when_selected(request):
+  """Runs only under ``-m smoke`` (``make smoke``): ``make test`` covers all of it more deeply."""
+  if "smoke" not in (request.config.option.markexpr or ""):
+    pytest.skip("installation smoke check: run with -m smoke (make smoke)")
 
 #: tiny settings per agent family; every agent trains on ``function`` (differentiable, so the
 #: gradient-based agents accept it; they roll out whole episodes, here of 20 steps).
