@@ -1,20 +1,29 @@
 # jaxsafe developer commands. Each target installs what it needs first, so a fresh clone with
 # only Python 3.11 and pip can run `make demo` or `make test` directly.
+# Another Python gets its own environment: `make install PYTHON=python3.12` uses .venv-3.12
+# (python3.13: .venv-3.13); VENV=... overrides the directory.
 PYTHON ?= python3.11
-VENV   := .venv
+VENV   ?= $(if $(filter python3.11,$(notdir $(PYTHON))),.venv,.venv-$(patsubst python%,%,$(notdir $(PYTHON))))
 BIN    := $(VENV)/bin
+# The interpreter that creates the environment: $(PYTHON) if it runs, else pyenv's newest
+# installation of it (non-interactive shells, e.g. CI, do not load pyenv's shims).
+PYENV_ROOT ?= $(HOME)/.pyenv
+FIND_PYTHON = $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	ls -d $(PYENV_ROOT)/versions/*/bin/$(notdir $(PYTHON)) 2>/dev/null | sort -V | tail -n 1)
 UV_VERSION := 0.13.8
 # uv must never fetch an interpreter, and must install exactly what uv.lock says.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow smoke bench lint clean
 
 install: $(VENV)/.installed
 
 # Re-run only when the lock or the project metadata change (idempotent).
 $(VENV)/.installed: pyproject.toml uv.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { py="$(FIND_PYTHON)"; test -n "$$py" || \
+		{ echo "$(PYTHON) not found (on PATH or under $(PYENV_ROOT)/versions)" >&2; exit 1; }; \
+		echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV); }
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv sync --frozen --inexact --extra dev --extra safety-gymnasium --python $(BIN)/python
 	@touch $@
@@ -33,6 +42,11 @@ test: install
 # worker as above). JAXSAFE_SEED_OFFSET=100 shifts the learning tests' seeds.
 test-slow: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow tests
+
+# A quick check of an installation (every env, every agent's update, a checkpoint round trip;
+# 3-4 min of CPU on 2 cores), e.g. on the newest JAX: `make smoke PYTHON=python3.12`.
+smoke: install
+	$(BIN)/python -m pytest -q -p no:xdist -m smoke tests/test_smoke.py
 
 # Navigation (JAX point-goal at 4096 envs vs Safety-Gymnasium through the bridge), then the
 # Brax tasks (PPO-Lag vs raw stepping vs Brax's PPO); results go in docs/benchmarks.md.

@@ -39,6 +39,33 @@ from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.wrappers import BlockGradient
 
 
+def _brax_fluid_clip_compat() -> None:
+  """Lets brax 0.14.2's fluid model (the swimmer's drag) run on JAX 0.11 and later.
+
+  ``brax.fluid`` calls ``jnp.clip(x, a_min=1e-12)``; JAX 0.11 removed the ``a_min``/``a_max``
+  keywords (deprecated since JAX 0.4.27 in favour of ``min``/``max``). Where they are gone,
+  ``brax.fluid``'s module-level ``jp`` becomes a view of ``jax.numpy`` whose ``clip`` renames them;
+  nothing else changes and no installed file is edited. A no-op on JAX 0.9 (Python 3.11).
+  """
+  import inspect
+  import types
+
+  from brax import fluid
+  if "a_min" in inspect.signature(jnp.clip).parameters or not hasattr(fluid, "jp"):
+    return
+
+  def clip(arr=None, /, min=None, max=None, *, a_min=None, a_max=None):
+    return jnp.clip(arr, min=a_min if min is None else min, max=a_max if max is None else max)
+
+  compat = types.ModuleType("jax.numpy", "jax.numpy with clip(a_min=, a_max=) (brax.fluid)")
+  compat.__dict__.update(vars(jnp))
+  compat.clip = clip
+  fluid.jp = compat
+
+
+_brax_fluid_clip_compat()
+
+
 def torso_speed(pipeline_state: Any) -> jax.Array:
   """|v_torso|: Euclidean norm of the world-frame linear velocity of link 0 (the torso)."""
   return brax_math.safe_norm(pipeline_state.xd.vel[0])
