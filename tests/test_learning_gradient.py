@@ -20,4 +20,6 @@ def test_cgpo_recovers_on_function_through_the_trust_region_cases():
   of b (16 seeds ended at 8.00-8.39) through the trust region's partial case."""
   run = assert_claim("cgpo/function")
   cases = run["cgpo/case"]
-  assert (cases == 0).any() and (cases[:, -8:] == 2).mean() > 0.5
+  # Every seed took recovery steps and is in the partial case at least once in the last 10%
+  # (16 seeds: 38-100% of those updates).
+  assert (cases == 0).any(axis=1).all() and (cases[:, -8:] == 2).any(axis=1).all()
