@@ -36,12 +36,12 @@ demo: install
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" --durations=15 tests
 
 # The slow tier: learning runs to the limit, notebooks, benchmark-backed claims (one file per
 # worker as above). JAXSAFE_SEED_OFFSET=100 shifts the learning tests' seeds.
 test-slow: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow --durations=15 tests
 
 # A quick check of an installation (every env, every agent's update, a checkpoint round trip;
 # 3-4 min of CPU on 2 cores), e.g. on the newest JAX: `make smoke PYTHON=python3.12`.
