@@ -100,7 +100,13 @@ def _release_compiled():
   _COMPILED.clear()
 
 
-@pytest.fixture(params=list(SPECS))
+#: Their contract tests compile a Brax pipeline for ~30 s each on 2 CPU cores: `make test-slow`
+#: (cartpole and reacher keep the contracts in `make test`; `make smoke` steps every task).
+SLOW_CONTRACT_TASKS = ("halfcheetah-velocity", "swimmer-velocity")
+
+
+@pytest.fixture(params=[pytest.param(t, marks=pytest.mark.slow) if t in SLOW_CONTRACT_TASKS else t
+                        for t in SPECS])
 def task(request) -> Compiled:
   return _compiled(request.param)
 
@@ -286,6 +292,7 @@ def test_gradients_match_finite_differences(diff_task, which):
   np.testing.assert_allclose(ad, fd, rtol=FD_RTOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["swimmer-velocity"], indirect=True)
 def test_swimmer_gradients_are_exactly_zero(task):
   assert isinstance(task.env, envs.BlockGradient) and not task.env.differentiable

@@ -207,6 +207,7 @@ def test_smooth_cost_gradient_matches_finite_differences(robot, task_name):
       assert np.abs(grad).max() > 1e-3
 
 
+@pytest.mark.slow  # ~45 s of compiles; the CLI itself is tested in make test (test_cli.py)
 def test_cli_trains_on_point_button_checkpoints_and_draws_a_gif(tmp_path, capsys):
   """A tiny `jaxsafe train ppo-lag point-button --env-set fixed_layout=true ...`, then
   `jaxsafe eval RUN --video out.gif`.
