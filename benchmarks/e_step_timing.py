@@ -1,7 +1,9 @@
-"""Time of one CPPO update on ``function`` with the E-step of ``main`` (8 fix-and-re-solve rounds)
-and with the current exact E-step, in one process: the ratio is what matters on a shared machine.
+"""Time of one CPPO update on ``function`` with the old E-step (8 fix-and-re-solve rounds, before
+commit 1e34d30) and with the current exact E-step, in one process: the ratio is what matters on a
+shared machine.
 
-  python benchmarks/e_step_timing.py OLD_RATIO_REGION.py   # e.g. from `git show main:...`
+  git show 97847c0:jaxsafe/core/ratio_region.py > /tmp/old_rr.py
+  python benchmarks/e_step_timing.py /tmp/old_rr.py
 """
 
 from __future__ import annotations

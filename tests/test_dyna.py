@@ -158,6 +158,7 @@ DYNA_SMALL = ["--set", "model_hidden_sizes=16,16", "--set", "model_updates=5",
               "--set", "imagined_starts=40", "--set", "buffer_size=2000"]
 
 
+@pytest.mark.slow  # ~45 s; the runner's checkpoints and resume are tested in make test (test_train)
 def test_cli_trains_dyna_cppo_and_checkpoints_its_model_and_buffer(tmp_path):
   """`jaxsafe train dyna-cppo function-floor` (a non-differentiable task); the checkpoint a resume
   would start from carries the model, its optimiser and the filled replay buffer. (Resuming
