@@ -1,9 +1,9 @@
 """The learning claims of jaxsafe's agents, shared by tests/test_learning.py and
 benchmarks/learning_seeds.py (which measures each claim on many seeds for docs/benchmarks.md).
 
-A claim is an algorithm, a task, the config it runs at (the agent's defaults, except where the
-``overrides`` say otherwise and the claim's ``why`` says why), a training budget, and a property
-of the last 10% of training that a broken gradient, sign or multiplier would fail. A learning run
+A claim is an algorithm, a task, the config it runs at (the agent's defaults except the batch
+size, ``ON_POLICY_BATCH`` / ``GRADIENT_BATCH``, for CI time), a training budget, and a property
+of the end of training that a broken gradient, sign or multiplier would fail. A learning run
 is chaotic (another CPU's rounding moves it as another seed would), so every threshold below was
 met with room by every one of at least 10 measured seeds (docs/benchmarks.md, "Learning claims");
 the tests run 3 of those seeds, shifted by ``JAXSAFE_SEED_OFFSET``.
@@ -36,7 +36,6 @@ class Claim:
   iterations: int
   check: Callable[[dict[str, np.ndarray], float], list[str]]  # (run, cost limit) -> failures
   overrides: dict = dataclasses.field(default_factory=dict)
-  why: str = ""  # why the overrides (beyond CI time)
   extra: tuple[str, ...] = ()  # per-iteration metrics (f"{algo}/{name}") to keep
 
 
