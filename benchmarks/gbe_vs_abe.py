@@ -54,6 +54,7 @@ import numpy as np
 
 from jaxsafe import agents, envs
 from jaxsafe.core import distributions, normalize, returns, short_horizon, trust_region
+from jaxsafe.core.experience import Transition
 from jaxsafe.core.networks import GaussianActor
 
 ENV_ID = "function"
@@ -90,9 +91,9 @@ def distribution(policy: Policy, params, obs):
   return distributions.make_distribution("tanh_normal", mean, log_std)
 
 
-def make_act(policy: Policy) -> short_horizon.ActFn:
-  """The reparameterised policy of ``short_horizon``: (params, obs, key) -> action."""
-  return lambda params, obs, key: distributions.sample(distribution(policy, params, obs), key)[0]
+def make_act(policy: Policy) -> short_horizon.PolicyFn:
+  """The reparameterised policy of ``short_horizon``: params -> ((obs, key) -> ActionSample)."""
+  return lambda params: lambda obs, key: distributions.sample(distribution(policy, params, obs), key)
 
 
 def train_stages(stages, seed: int = 0) -> list[tuple[int, Policy, float]]:
@@ -154,7 +155,7 @@ def value_features(x, t, horizon: int, time_aware: bool = True):
   return (legendre(x, 5)[..., :, None] * legendre(tau, 5)[..., None, :]).reshape(x.shape + (36,))
 
 
-def cost_advantages(episodes: short_horizon.Episodes, gamma: float, lam: float,
+def cost_advantages(episodes: Transition, gamma: float, lam: float,
                     time_aware: bool = True, ridge: float = 1e-4):
   """A_C(s_t, a_t) [T, N]: GAE(gamma, lam) of the cost with a fitted value.
 
@@ -190,7 +191,7 @@ def log_probs(policy: Policy, params, obs, raw):
   return jax.vmap(lambda o, r: distributions.log_prob(distribution(policy, params, o), r))(obs, raw)
 
 
-def abe_change(policy: Policy, new_params, episodes: short_horizon.Episodes, raw, advantages,
+def abe_change(policy: Policy, new_params, episodes: Transition, raw, advantages,
                gamma: float):
   """(Eq. 72, centred Eq. 72): sum_t gamma^t 1/N sum_i (ratio_ti [- 1]) A_ti."""
   ratio = jnp.exp(log_probs(policy, new_params, episodes.obs, raw)
@@ -236,10 +237,10 @@ def one_repetition(policy: Policy, key: jax.Array, s: Settings) -> dict:
                                         k_truth_noise, horizon, horizon)
   _, new = short_horizon.rollout_losses(new_params, env_m, act, None, truth_start, k_truth_noise,
                                         horizon, horizon)
-  diff = new.costs - old.costs
-  return {"cost": old.costs.mean(), "measured": diff.mean(),
+  diff = new.cost.sum(0) - old.cost.sum(0)
+  return {"cost": old.cost.sum(0).mean(), "measured": diff.mean(),
           "measured_se": diff.std() / jnp.sqrt(diff.shape[0]),
-          "in_sample": cost_new_in - episodes.costs.mean(),
+          "in_sample": cost_new_in - episodes.cost.sum(0).mean(),
           "gbe": gbe, **abe,
           "q_norm": jnp.linalg.norm(q_flat),
           "raw_mismatch": jnp.max(jnp.abs(jnp.tanh(raw) - episodes.action))}
@@ -263,6 +264,7 @@ def float64_check(policy: Policy, key: jax.Array, s: Settings) -> float:
   horizon = env.episode_length
   k_start, k_noise = jax.random.split(key)
 
+  @short_horizon.action_policy
   def act(params, obs, k):
     mean, log_std = policy.actor.apply(params, normalize.normalize(policy.stats, obs))
     noise = jax.random.normal(k, mean.shape, jnp.float32).astype(mean.dtype)

@@ -1,8 +1,8 @@
 """A hyper-parameter sweep as one vmapped program versus one process per run.
 
 Trains `ppo-lag` on `function` for 2 multiplier learning rates x 2 seeds, (a) as a single
-`jaxsafe train ... --sweep lagrangian_lr=0.01,0.1 --seeds 2` and (b) as 4 separate
-`jaxsafe train ... --set lagrangian_lr=V --seeds 1` processes run one after the other, each with
+`jaxsafe train ... --sweep multiplier_learning_rate=0.01,0.1 --seeds 2` and (b) as 4 separate
+`jaxsafe train ... --set multiplier_learning_rate=V --seeds 1` processes run one after the other, each with
 the same per-run budget. Wall times include process start, compile and training; results go to
 stdout as a markdown table.
 
@@ -33,15 +33,15 @@ def main() -> None:
   args = parser.parse_args()
   steps = str(args.total_steps)
   with tempfile.TemporaryDirectory() as tmp:
-    sweep = _timed(["train", "ppo-lag", "function", "--sweep", "lagrangian_lr=0.01,0.1",
+    sweep = _timed(["train", "ppo-lag", "function", "--sweep", "multiplier_learning_rate=0.01,0.1",
                     "--seeds", "2", "--total-steps", steps, "--run-dir", f"{tmp}/sweep"])
     separate = [
-        _timed(["train", "ppo-lag", "function", "--set", f"lagrangian_lr={lr}", "--seeds", "1",
+        _timed(["train", "ppo-lag", "function", "--set", f"multiplier_learning_rate={lr}", "--seeds", "1",
                 "--seed-offset", str(seed), "--total-steps", steps, "--run-dir", f"{tmp}/lr{lr}_seed{seed}"])
         for lr in ("0.01", "0.1") for seed in (0, 1)]
   print(f"| ppo-lag on function, {args.total_steps:,} env steps per run | wall time (s) |")
   print("|---|---|")
-  print(f"| one program: `--sweep lagrangian_lr=0.01,0.1 --seeds 2` (4 runs) | {sweep:.1f} |")
+  print(f"| one program: `--sweep multiplier_learning_rate=0.01,0.1 --seeds 2` (4 runs) | {sweep:.1f} |")
   print(f"| 4 separate processes, one after the other | {sum(separate):.1f} "
         f"({', '.join(f'{s:.1f}' for s in separate)}) |")
   print(f"| speed-up | {sum(separate) / sweep:.2f}x |")

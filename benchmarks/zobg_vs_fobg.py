@@ -56,6 +56,7 @@ from gbe_vs_abe import Policy, relative_error
 
 from jaxsafe import envs
 from jaxsafe.core import short_horizon, trust_region
+from jaxsafe.core.experience import Transition
 
 ENV_ID = gbe_vs_abe.ENV_ID
 ESTIMATORS = ("zobg", "zobg_b", "fobg")
@@ -86,13 +87,13 @@ def make_policy(s: Settings) -> Policy:
   raise ValueError(f"unknown policy {s.policy!r}")
 
 
-def zobg_gradients(policy: Policy, episodes: short_horizon.Episodes, raw):
+def zobg_gradients(policy: Policy, episodes: Transition, raw):
   """(plain, baselined) ZoBG estimates of grad J_C as flat vectors (Eq. 69).
 
   The log-probabilities are those of the recorded pre-squash samples ``raw`` [T, N, 1] at the
   recorded observations, so the only dependence on theta is through pi's density.
   """
-  costs = episodes.costs  # [N]
+  costs = episodes.cost.sum(0)  # [N]
   n = costs.shape[0]
   loo_mean = (costs.sum() - costs) / (n - 1)
 
@@ -127,7 +128,7 @@ def one_repetition(policy: Policy, key: jax.Array, s: Settings, length: int) -> 
 
   def episode_costs(params):
     return short_horizon.rollout_losses(params, env_m, act, None, truth_start, k_truth_noise,
-                                        length, length)[1].costs
+                                        length, length)[1].cost.sum(0)
 
   old = episode_costs(policy.params)
   out = {"cost": old.mean(),

@@ -79,7 +79,7 @@ def test_lagrangian_variants_take_the_dual_step_of_the_measured_cost(name):
   the iterations measured (a wrong sign or a stale cost fails), starting from a multiplier high
   enough that the projection at 0 can act. Learning itself: tests/test_learning.py."""
   lr, start = 0.5, 1.0
-  agent = agents.make(name, "function", **SMALL, lagrangian_lr=lr, lagrangian_init=start)
+  agent = agents.make(name, "function", **SMALL, multiplier_learning_rate=lr, multiplier_init=start)
   _, history = _train(agent, 3)
   multiplier = start
   for h in history:

@@ -155,7 +155,7 @@ def test_imagined_rollout_follows_the_model_and_truncates_at_h(real_data):
 SMALL = ["--set", "num_envs=8", "--set", "hidden_sizes=16,16", "--set", "update_epochs=2",
          "--set", "num_minibatches=2"]
 DYNA_SMALL = ["--set", "model_hidden_sizes=16,16", "--set", "model_updates=5",
-              "--set", "imagined_starts=40", "--set", "buffer_size=2000"]
+              "--set", "imagined_starts=40", "--set", "buffer_capacity=2000"]
 
 
 @pytest.mark.slow  # ~45 s; the runner's checkpoints and resume are tested in make test (test_train)
@@ -172,7 +172,7 @@ def test_cli_trains_dyna_cppo_and_checkpoints_its_model_and_buffer(tmp_path):
     assert np.isfinite(cols[name]).all(), name
   _, states, step = load_states(run_dir)
   assert step == 3
-  # One item (100 steps) per env and update: 24 written, capacity buffer_size / 100 = 20 kept.
+  # One item (100 steps) per env and update: 24 written, capacity buffer_capacity / 100 = 20 kept.
   assert int(states.buffer.size[0]) == 20
   assert np.abs(np.asarray(states.buffer.data["obs"][0])).sum(axis=(1, 2)).min() > 0
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(states.model_params))

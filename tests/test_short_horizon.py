@@ -10,7 +10,8 @@ import pytest
 
 from jaxsafe import envs
 from jaxsafe.core import normalize, replay, returns, short_horizon
-from jaxsafe.models.world_model import ModelEnv, Transitions, WorldModel
+from jaxsafe.core.experience import Transition, flatten_steps
+from jaxsafe.models.world_model import ModelEnv, WorldModel
 
 
 def _td_lambda_reference(rewards, next_values, terminal, window, lam):
@@ -53,6 +54,7 @@ def test_td_lambda_targets_match_eq_67():
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
+@short_horizon.action_policy
 def _policy(params, obs, key):
   """A tiny reparameterised linear-Gaussian policy: a = tanh(w s + b + 0.1 eps)."""
   eps = jax.random.normal(key, obs.shape[:-1] + (1,))
@@ -79,7 +81,7 @@ def test_bptt_gradient_matches_finite_differences(function_env):
 
     g, q, episodes = short_horizon.gradients(params, env, _policy, None, start, key, horizon, horizon)
     loss_r, _ = losses(params)
-    np.testing.assert_allclose(float(loss_r), float(episodes.returns.mean()), rtol=1e-12)
+    np.testing.assert_allclose(float(loss_r), float(episodes.reward.sum(0).mean()), rtol=1e-12)
     rng = np.random.default_rng(0)
     eps = 1e-6
     for _ in range(3):
@@ -115,8 +117,8 @@ def test_critics_bootstrap_only_at_window_ends(function_env):
   ones = lambda obs, t: (jnp.ones(obs.shape[0]), 2.0 * jnp.ones(obs.shape[0]))
   (loss_r, loss_c), episodes = short_horizon.rollout_losses(
       params, env, _policy, ones, start, jax.random.PRNGKey(1), 20, 5)
-  np.testing.assert_allclose(float(loss_r), float(episodes.returns.mean()) + 3.0, rtol=1e-6)
-  np.testing.assert_allclose(float(loss_c), float(episodes.costs.mean()) + 6.0, rtol=1e-6)
+  np.testing.assert_allclose(float(loss_r), float(episodes.reward.sum(0).mean()) + 3.0, rtol=1e-6)
+  np.testing.assert_allclose(float(loss_c), float(episodes.cost.sum(0).mean()) + 6.0, rtol=1e-6)
 
 
 def test_buffer_wraps_around_and_samples_filled_part():
@@ -136,16 +138,18 @@ def test_world_model_loss_is_eq_85():
   model = WorldModel(obs_size=2, action_size=1, hidden_sizes=(8,))
   params = model.init(jax.random.PRNGKey(0))
   stats = normalize.init(2)
-  batch = Transitions(obs=jnp.array([[0.5, -1.0], [2.0, 0.0]]), action=jnp.array([[0.3], [-0.7]]),
-                      next_obs=jnp.array([[0.6, -0.9], [1.5, 0.2]]), reward=jnp.array([1.0, -2.0]),
-                      cost=jnp.array([0.0, 3.0]), weight=jnp.array([1.0, 1.0]))
+  zeros = jnp.zeros(2)
+  batch = Transition(obs=jnp.array([[0.5, -1.0], [2.0, 0.0]]), action=jnp.array([[0.3], [-0.7]]),
+                     raw_action=None, next_obs=jnp.array([[0.6, -0.9], [1.5, 0.2]]),
+                     reward=jnp.array([1.0, -2.0]), cost=jnp.array([0.0, 3.0]), terminal=zeros,
+                     done=zeros, alive=jnp.array([1.0, 1.0]))
   next_obs, reward, cost = model.predict(params, stats, batch.obs, batch.action)
   by_hand = np.mean([np.sum((np.asarray(next_obs[i]) - np.asarray(batch.next_obs[i])) ** 2)
                      + (float(reward[i]) - float(batch.reward[i])) ** 2
                      + (float(cost[i]) - float(batch.cost[i])) ** 2 for i in range(2)])
   np.testing.assert_allclose(float(model.loss(params, stats, batch)), by_hand, rtol=1e-6)
   # A zero weight drops an item.
-  half = batch.replace(weight=jnp.array([1.0, 0.0]))
+  half = batch.replace(alive=jnp.array([1.0, 0.0]))
   first = (np.sum((np.asarray(next_obs[0]) - np.asarray(batch.next_obs[0])) ** 2)
            + (float(reward[0]) - 1.0) ** 2 + float(cost[0]) ** 2)
   np.testing.assert_allclose(float(model.loss(params, stats, half)), first, rtol=1e-6)
@@ -153,13 +157,11 @@ def test_world_model_loss_is_eq_85():
 
 def _function_floor_transitions(key, n_envs, horizon):
   env = envs.make("function-floor", num_envs=n_envs)
-  policy = lambda p, obs, k: jax.random.uniform(k, obs.shape, minval=-1.0, maxval=1.0)
+  policy = short_horizon.action_policy(
+      lambda p, obs, k: jax.random.uniform(k, obs.shape, minval=-1.0, maxval=1.0))
   _, episodes = short_horizon.rollout_losses(None, env, policy, None, env.reset(key),
                                              jax.random.fold_in(key, 1), horizon, horizon)
-  flat = lambda x: x.reshape((-1,) + x.shape[2:])
-  return Transitions(obs=flat(episodes.obs), action=flat(episodes.action),
-                     next_obs=flat(episodes.next_obs), reward=flat(episodes.reward),
-                     cost=flat(episodes.cost), weight=flat(episodes.alive))
+  return flatten_steps(episodes)
 
 
 def test_world_model_loss_falls_on_held_out_transitions():

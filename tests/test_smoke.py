@@ -36,7 +36,7 @@ _GRADIENT = {"num_envs": 4, "episode_length": 20, "short_horizon": 5, "hidden_si
              "critic_epochs": 1, "critic_minibatches": 2, "model_hidden_sizes": (8,),
              "model_updates": 2, "model_batch_size": 16, "buffer_capacity": 1000}
 _DYNA = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 8,
-         "buffer_size": 256, "imagined_horizon": 3, "imagined_starts": 8}
+         "buffer_capacity": 256, "imagined_horizon": 3, "imagined_starts": 8}
 SMALL = {"ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
          "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": _GRADIENT, "mb-cgpo": _GRADIENT,
          "shac-lag": _GRADIENT, "bptt-lag": {**_GRADIENT, "short_horizon": 20}}

@@ -73,12 +73,12 @@ def test_resume_errors(tmp_path):
 
 def test_sweep_trains_settings_as_one_program_and_matches_separate_runs(tmp_path):
   sweep_dir = str(tmp_path / "sweep")
-  spec = _spec(seeds=2, sweep={"lagrangian_lr": ["0.01", "0.5"]}, total_steps=4 * 800,
+  spec = _spec(seeds=2, sweep={"multiplier_learning_rate": ["0.01", "0.5"]}, total_steps=4 * 800,
                chunk_iters=4)
   summary = train.run(spec, sweep_dir, progress=False)
   cols = read_progress(sweep_dir)
   assert len(summary["runs"]) == 4
-  assert set(zip(cols["setting"], cols["seed"], cols["lagrangian_lr"])) == {
+  assert set(zip(cols["setting"], cols["seed"], cols["multiplier_learning_rate"])) == {
       (0, 0, 0.01), (0, 1, 0.01), (1, 0, 0.5), (1, 1, 0.5)}
   mult = cols["ppo-lag/multiplier"]
   last = cols["iteration"] == 4
@@ -88,7 +88,7 @@ def test_sweep_trains_settings_as_one_program_and_matches_separate_runs(tmp_path
 
   # Setting 1 of the sweep equals a separate run with that value.
   single_dir = str(tmp_path / "single")
-  overrides = dict(TINY, lagrangian_lr="0.5")
+  overrides = dict(TINY, multiplier_learning_rate="0.5")
   train.run(_spec(seeds=2, overrides=overrides, total_steps=4 * 800, chunk_iters=4), single_dir,
             progress=False)
   single = read_progress(single_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any, Callable, NamedTuple
 
 from jaxsafe.agents.base import Agent, ConfigError, apply_overrides
@@ -12,39 +14,30 @@ class AgentSpec(NamedTuple):
   config_cls: type
   build: Callable[[Env, Any], Agent]
   description: str
-  #: on-policy PPO-style agents train on auto-resetting envs; the gradient-based ones roll out
+  #: on-policy PPO-style agents train on auto-resetting envs; the first-order ones roll out
   #: whole episodes from fresh resets themselves.
   auto_reset: bool = True
 
 
-def _ppo_family(constraint: str, name: str) -> AgentSpec:
-  from jaxsafe.agents.ppo import PPOConfig, make_ppo
-  return AgentSpec(PPOConfig, lambda env, cfg: make_ppo(env, cfg, constraint, name), "")
+class _Entry(NamedTuple):
+  module: str  # under jaxsafe.agents
+  config: str  # the config class in that module
+  builder: str  # builder(env, config, name) -> Agent in that module
+  description: str
+  auto_reset: bool = True
 
 
-def _cppo_family(name: str) -> AgentSpec:
-  from jaxsafe.agents.cppo import CPPOConfig, DynaCPPOConfig, make_cppo, make_dyna_cppo
-  if name == "cppo":
-    return AgentSpec(CPPOConfig, lambda env, cfg: make_cppo(env, cfg, name), "")
-  return AgentSpec(DynaCPPOConfig, lambda env, cfg: make_dyna_cppo(env, cfg, name), "")
-
-
-def _gradient_family(name: str) -> AgentSpec:
-  from jaxsafe.agents.cgpo import GradientConfig, make_gradient_agent
-  return AgentSpec(GradientConfig, lambda env, cfg: make_gradient_agent(env, cfg, name), "",
-                   auto_reset=False)
-
-
-_AGENTS: dict[str, tuple[Callable[[], AgentSpec], str]] = {
-    "ppo": (lambda: _ppo_family("none", "ppo"), "PPO-Clip, unconstrained reference (Schulman et al. 2017)"),
-    "ppo-lag": (lambda: _ppo_family("lagrangian", "ppo-lag"), "PPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
-    "pid-lag": (lambda: _ppo_family("pid", "pid-lag"), "PPO with the PID Lagrangian (Stooke et al. 2020)"),
-    "cppo": (lambda: _cppo_family("cppo"), "EM on probability ratios: geometric E-step, ratio-matching M-step (Xuan et al. 2023)"),
-    "dyna-cppo": (lambda: _cppo_family("dyna-cppo"), "CPPO plus a multi-step dynamics model and imagined rollouts (shared/papers/000, Alg. 1)"),
-    "cgpo": (lambda: _gradient_family("cgpo"), "gradients through the simulator, closed-form trust region (Dai et al. 2024)"),
-    "mb-cgpo": (lambda: _gradient_family("mb-cgpo"), "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)"),
-    "shac-lag": (lambda: _gradient_family("shac-lag"), "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)"),
-    "bptt-lag": (lambda: _gradient_family("bptt-lag"), "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)"),
+#: One line per algorithm (modules are imported when the algorithm is first asked for).
+_AGENTS: dict[str, _Entry] = {
+    "ppo": _Entry("ppo", "PPOConfig", "make_ppo", "PPO-Clip, unconstrained reference (Schulman et al. 2017)"),
+    "ppo-lag": _Entry("ppo", "PPOLagConfig", "make_ppo_lag", "PPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
+    "pid-lag": _Entry("ppo", "PIDLagConfig", "make_pid_lag", "PPO with the PID Lagrangian (Stooke et al. 2020)"),
+    "cppo": _Entry("cppo", "CPPOConfig", "make_cppo", "EM on probability ratios: geometric E-step, ratio-matching M-step (Xuan et al. 2023)"),
+    "dyna-cppo": _Entry("dyna_cppo", "DynaCPPOConfig", "make_dyna_cppo", "CPPO plus a multi-step dynamics model and imagined rollouts (shared/papers/000, Alg. 1)"),
+    "cgpo": _Entry("cgpo", "CGPOConfig", "make_cgpo", "gradients through the simulator, closed-form trust region (Dai et al. 2024)", False),
+    "mb-cgpo": _Entry("mb_cgpo", "MBCGPOConfig", "make_mb_cgpo", "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)", False),
+    "shac-lag": _Entry("shac_lag", "SHACLagConfig", "make_shac_lag", "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)", False),
+    "bptt-lag": _Entry("shac_lag", "BPTTLagConfig", "make_shac_lag", "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)", False),
 }
 
 
@@ -53,7 +46,7 @@ class UnknownAgentError(ValueError):
 
 
 def list_agents() -> dict[str, str]:
-  return {name: desc for name, (_, desc) in _AGENTS.items()}
+  return {name: entry.description for name, entry in _AGENTS.items()}
 
 
 def spec(name: str) -> AgentSpec:
@@ -61,7 +54,25 @@ def spec(name: str) -> AgentSpec:
   if name not in _AGENTS:
     raise UnknownAgentError(f"unknown algorithm '{name}'{suggest(name, _AGENTS)}; "
                             f"valid: {', '.join(_AGENTS)}")
-  return _AGENTS[name][0]()
+  entry = _AGENTS[name]
+  module = importlib.import_module(f"jaxsafe.agents.{entry.module}")
+  builder = getattr(module, entry.builder)
+  return AgentSpec(getattr(module, entry.config), lambda env, cfg: builder(env, cfg, name),
+                   entry.description, entry.auto_reset)
+
+
+def check_names(name: str, config_cls: type, names) -> None:
+  """Raises ``ConfigError`` (one line) for a name that is not a field of the algorithm's config,
+  saying which algorithms do use it: a field ``name`` does not read is never accepted silently."""
+  fields = {f.name for f in dataclasses.fields(config_cls)}
+  for key in names:
+    if key in fields:
+      continue
+    users = [a for a, e in _AGENTS.items()
+             if any(f.name == key for f in dataclasses.fields(spec(a).config_cls))]
+    if users:
+      raise ConfigError(f"'{key}' is not a hyper-parameter of {name} (it belongs to "
+                        f"{', '.join(users)})")
 
 
 def default_config(name: str):
@@ -79,6 +90,7 @@ def make(name: str, env: str | Env, config=None, env_options: dict | None = None
   from jaxsafe import envs
 
   agent_spec = spec(name)
+  check_names(name, agent_spec.config_cls, overrides)
   config = apply_overrides(config or agent_spec.config_cls(), overrides)
   episode_length = getattr(config, "episode_length", None)
   if isinstance(env, str):

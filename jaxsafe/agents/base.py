@@ -7,10 +7,19 @@ An agent is three pure functions over a pytree state (in the spirit of optax's
 - ``update(state) -> (state, metrics)``: one full iteration of the algorithm, jittable;
 - ``policy(state, obs, key, deterministic=False) -> action``.
 
-A config is a frozen dataclass. Fields made with ``hparam(...)`` are numeric hyper-parameters
-that do not change array shapes: they travel inside the agent state (``state.hparams``), so a
-batch of settings trains as one vmapped program (``jaxsafe train ... --sweep``). Fields made with
-``static(...)`` fix shapes or code paths and are baked into the compiled function.
+Each algorithm has its own config class (``@config``: a frozen dataclass), holding exactly the
+fields that algorithm reads, so a field it does not use is an unknown name, refused with one line.
+Fields made with ``hparam(...)`` are numeric hyper-parameters that do not change array shapes:
+they travel inside the agent state as ``state.hparams``, which is the config itself with those
+fields as float32 arrays (the config class is a pytree whose leaves are its ``hparam`` fields), so
+a batch of settings trains as one vmapped program (``jaxsafe train ... --sweep``) and the code
+reads ``hp.clip_eps``. Fields made with ``static(...)`` fix shapes or code paths and are baked
+into the compiled function (they are the pytree's static metadata).
+
+Names follow one scheme across algorithms: step sizes end in ``_learning_rate`` (``learning_rate``
+alone when one optimiser trains everything), the Lagrange multiplier's fields start with
+``multiplier_``, the world model's with ``model_``, sizes of stored data are ``*_capacity`` in
+transitions.
 """
 
 from __future__ import annotations
@@ -47,9 +56,24 @@ def sweepable(config) -> tuple[str, ...]:
   return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("sweep"))
 
 
-def hparams_of(config) -> dict[str, jax.Array]:
-  """The sweepable fields of ``config`` as float32 scalars (the ``state.hparams`` pytree)."""
-  return {name: jnp.asarray(getattr(config, name), jnp.float32) for name in sweepable(config)}
+def config(cls):
+  """Class decorator: a frozen dataclass registered as a pytree whose leaves are its ``hparam``
+  fields (the ``static`` ones are metadata). Every config class, subclasses included, uses it."""
+  cls = dataclasses.dataclass(frozen=True)(cls)
+  fields = dataclasses.fields(cls)
+  jax.tree_util.register_dataclass(
+      cls, data_fields=[f.name for f in fields if f.metadata.get("sweep")],
+      meta_fields=[f.name for f in fields if not f.metadata.get("sweep")])
+  return cls
+
+
+def hparams_of(config):
+  """``config`` with its sweepable fields as float32 scalars (the ``state.hparams`` pytree)."""
+  missing = [n for n in sweepable(config) if getattr(config, n) is None]
+  if missing:
+    raise ConfigError(f"{type(config).__name__}: {', '.join(missing)} must be set before training")
+  return dataclasses.replace(config, **{name: jnp.asarray(getattr(config, name), jnp.float32)
+                                        for name in sweepable(config)})
 
 
 def _parse(name: str, kind: Any, text: Any) -> Any:
@@ -139,11 +163,8 @@ class Agent(NamedTuple):
   init: Callable[..., Any]
   update: Callable[[Any], tuple[Any, dict[str, jax.Array]]]
   policy: Callable[..., jax.Array]
+  #: env steps consumed by one ``update`` (all envs), as the algorithm counts them.
+  steps_per_update: int
   #: metrics that may legitimately be NaN (e.g. a change measured against the previous
   #: iteration, at the first one); the runner's divergence check skips them.
   nan_metrics: tuple[str, ...] = ()
-
-  @property
-  def steps_per_update(self) -> int:
-    """Env steps consumed by one ``update`` (all envs)."""
-    return self.config.num_envs * self.config.rollout_length

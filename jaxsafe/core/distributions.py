@@ -12,6 +12,8 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from jaxsafe.core.experience import ActionSample
+
 KINDS = ("normal", "tanh_normal")
 
 
@@ -34,10 +36,10 @@ def postprocess(dist: distrax.Distribution, raw: jax.Array) -> jax.Array:
   return dist.bijector.forward(raw) if isinstance(dist, distrax.Transformed) else raw
 
 
-def sample(dist: distrax.Distribution, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Returns ``(action, raw, log_prob)`` with ``log_prob`` evaluated stably at ``raw``."""
+def sample(dist: distrax.Distribution, key: jax.Array) -> ActionSample:
+  """Returns ``(action, raw_action, log_prob)`` with ``log_prob`` evaluated stably at ``raw``."""
   raw = _base(dist).sample(seed=key)
-  return postprocess(dist, raw), raw, log_prob(dist, raw)
+  return ActionSample(postprocess(dist, raw), raw, log_prob(dist, raw))
 
 
 def log_prob(dist: distrax.Distribution, raw: jax.Array) -> jax.Array:

@@ -27,37 +27,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
+from jaxsafe.core.experience import ActFn, ActionSample, Transition
 from jaxsafe.envs.core import Env, State
 
-#: (params, obs, key) -> action in the env's action space, differentiable in params and obs.
-ActFn = Callable[[object, jax.Array, jax.Array], jax.Array]
+#: params -> ActFn: the reparameterised policy, differentiable in params and obs.
+PolicyFn = Callable[[object], ActFn]
 #: (obs, t) -> (V_R, V_C); t is the time index of obs (int array broadcastable to obs[..., 0]).
 ValueFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-
-
-@struct.dataclass
-class Episodes:
-  """N episodes of T steps, time-major [T, N, ...] (no gradient attached)."""
-
-  obs: jax.Array  # s_t
-  next_obs: jax.Array  # s_{t+1}
-  reward: jax.Array  # r_t, zero after the episode ended
-  cost: jax.Array  # c_t, zero after the episode ended
-  alive: jax.Array  # 1.0 while the episode runs (including its terminal step)
-  terminal: jax.Array  # 1.0 on the step the task terminated (not the time limit)
-  action: jax.Array  # a_t as given to the env
-
-  @property
-  def returns(self) -> jax.Array:
-    """Undiscounted episode return of each env, [N]."""
-    return self.reward.sum(0)
-
-  @property
-  def costs(self) -> jax.Array:
-    """Undiscounted episode cost of each env, [N]."""
-    return self.cost.sum(0)
 
 
 def _tree_where(cond, x, y):
@@ -70,14 +47,14 @@ def window_ends(horizon: int, window: int) -> jax.Array:
   return (t_next % window == 0) & (t_next < horizon)
 
 
-def rollout_losses(params, env: Env, act: ActFn, values: ValueFn | None, state: State,
+def rollout_losses(params, env: Env, policy: PolicyFn, values: ValueFn | None, state: State,
                    key: jax.Array, horizon: int, window: int):
   """Rolls out ``horizon`` steps of the vmapped ``env`` from ``state``; returns the losses.
 
   Args:
     params: policy parameters (what the losses are differentiated with respect to).
     env: a vmapped env *without* auto-reset (``envs.make(id, num_envs=N)``).
-    act: the reparameterised policy.
+    policy: the reparameterised policy, ``policy(params)(obs, key).action``.
     values: the critics, or None for pure BPTT (no bootstrap; requires ``window == horizon``).
     state: the batch of initial states (from ``env.reset``).
     key: randomness of the policy.
@@ -86,19 +63,21 @@ def rollout_losses(params, env: Env, act: ActFn, values: ValueFn | None, state: 
 
   Returns:
     ``((L_R, L_C), episodes)``: the scalar losses of Eq. 19-20 (differentiable in ``params``)
-    and the ``Episodes`` (stop-gradiented).
+    and the episodes as a ``Transition`` [T, N, ...] (stop-gradiented; ``alive`` masks the steps
+    after a termination, whose reward and cost are zero).
   """
   if values is None and window != horizon:
     raise ValueError("without critics the window must span the whole horizon (BPTT)")
   ends = window_ends(horizon, window)
   num_envs = state.obs.shape[0]
+  act = policy(params)
 
   def one_step(carry, inputs):
     state, alive = carry
     t, step_key, end = inputs
     state = _tree_where(t % window == 0, jax.lax.stop_gradient(state), state)
-    action = act(params, state.obs, step_key)
-    next_state = env.step(state, action)
+    sample = act(state.obs, step_key)
+    next_state = env.step(state, sample.action)
     terminal = next_state.done * (1.0 - next_state.info.get("truncation", 0.0))
     reward, cost = alive * next_state.reward, alive * next_state.cost
     alive_next = alive * (1.0 - terminal)
@@ -108,8 +87,10 @@ def rollout_losses(params, env: Env, act: ActFn, values: ValueFn | None, state: 
       boot_r = jnp.where(end, alive_next * v_r, 0.0)
       boot_c = jnp.where(end, alive_next * v_c, 0.0)
     out = (reward + boot_r, cost + boot_c,
-           Episodes(obs=state.obs, next_obs=next_state.obs, reward=reward, cost=cost,
-                    alive=alive, terminal=terminal * alive, action=action))
+           Transition(obs=state.obs, action=sample.action, raw_action=sample.raw_action,
+                      log_prob=sample.log_prob, reward=reward, cost=cost,
+                      next_obs=next_state.obs, terminal=terminal * alive,
+                      done=terminal * alive, alive=alive))
     return (next_state, alive_next), out
 
   steps = jnp.arange(horizon)
@@ -118,15 +99,28 @@ def rollout_losses(params, env: Env, act: ActFn, values: ValueFn | None, state: 
   return (loss_r.sum(0).mean(), loss_c.sum(0).mean()), jax.lax.stop_gradient(episodes)
 
 
-def gradients(params, env: Env, act: ActFn, values: ValueFn | None, state: State,
+def gradients(params, env: Env, policy: PolicyFn, values: ValueFn | None, state: State,
               key: jax.Array, horizon: int, window: int):
   """g = dL_R/dparams and q = dL_C/dparams from one forward pass (Eq. 63-64).
 
   Returns ``(g, q, episodes)`` with g and q pytrees shaped like ``params``.
   """
   (_, vjp_fn, episodes) = jax.vjp(
-      lambda p: rollout_losses(p, env, act, values, state, key, horizon, window), params,
+      lambda p: rollout_losses(p, env, policy, values, state, key, horizon, window), params,
       has_aux=True)
   one, zero = jnp.ones(()), jnp.zeros(())
   (g,), (q,) = vjp_fn((one, zero)), vjp_fn((zero, one))
   return g, q, episodes
+
+
+def action_policy(action_fn: Callable[[object, jax.Array, jax.Array], jax.Array]) -> PolicyFn:
+  """A ``PolicyFn`` from ``action_fn(params, obs, key) -> action``, for hand-written policies
+  that have no raw sample or log-probability (they are recorded as the action and 0)."""
+
+  def policy(params) -> ActFn:
+    def act(obs, key):
+      action = action_fn(params, obs, key)
+      return ActionSample(action, action, jnp.zeros(action.shape[:-1]))
+    return act
+
+  return policy

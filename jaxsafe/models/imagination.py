@@ -18,39 +18,42 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.core import replay
-from jaxsafe.core.rollout import ActFn, Transition
-from jaxsafe.models.world_model import Segments, WorldModel
+from jaxsafe.core.experience import ActFn, Transition
+from jaxsafe.models.world_model import WorldModel
 
 
-def trajectory_items(data: Transition) -> dict:
-  """A rollout [T, num_envs, ...] as num_envs buffer items of T steps each."""
-  items = {"obs": data.obs, "action": data.raw_action, "next_obs": data.next_obs,
-           "reward": data.reward, "cost": data.cost, "done": data.done}
+def trajectory_items(data: Transition) -> Transition:
+  """A rollout [T, num_envs, ...] as num_envs buffer items of T steps each (the fields the
+  model needs: s, a, r, c, s', episode ends)."""
+  items = Transition(obs=data.obs, action=data.action, raw_action=None, reward=data.reward,
+                     cost=data.cost, next_obs=data.next_obs, terminal=data.terminal,
+                     done=data.done, alive=data.alive)
   return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), items)
 
 
-def empty_item(obs_size: int, action_size: int, length: int) -> dict:
+def empty_item(obs_size: int, action_size: int, length: int) -> Transition:
   """One zero buffer item shaped like those of ``trajectory_items`` (for ``replay.init``)."""
-  obs = jnp.zeros((length, obs_size))
-  return {"obs": obs, "action": jnp.zeros((length, action_size)), "next_obs": obs,
-          "reward": jnp.zeros((length,)), "cost": jnp.zeros((length,)), "done": jnp.zeros((length,))}
+  obs, zeros = jnp.zeros((length, obs_size)), jnp.zeros((length,))
+  return Transition(obs=obs, action=jnp.zeros((length, action_size)), raw_action=None,
+                    reward=zeros, cost=zeros, next_obs=obs, terminal=zeros, done=zeros,
+                    alive=zeros)
 
 
-def sample_segments(buffer: replay.Buffer, key: jax.Array, batch_size: int, horizon: int) -> Segments:
-  """``batch_size`` K-step segments (K = ``horizon``) from random items and start steps."""
+def sample_segments(buffer: replay.Buffer, key: jax.Array, batch_size: int,
+                    horizon: int) -> Transition:
+  """``batch_size`` K-step segments [B, K, ...] (K = ``horizon``) from random items and start
+  steps; ``alive`` is 1 while the segment is in the episode it started in."""
   k_item, k_start = jax.random.split(key)
   items = replay.sample(buffer, k_item, batch_size)
-  length = items["reward"].shape[1]
+  length = items.reward.shape[1]
   if horizon > length:
     raise ValueError(f"segment horizon {horizon} is longer than the stored pieces ({length} steps)")
   start = jax.random.randint(k_start, (batch_size,), 0, length - horizon + 1)
   window = lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, horizon, axis=0)
   seg = jax.vmap(lambda item, s: jax.tree_util.tree_map(lambda x: window(x, s), item))(items, start)
   # Valid at k while no episode ended at an earlier step of the window.
-  ended_before = jnp.cumsum(seg["done"], axis=1) - seg["done"]
-  mask = (ended_before == 0).astype(seg["reward"].dtype)
-  return Segments(obs=seg["obs"][:, 0], action=seg["action"], next_obs=seg["next_obs"],
-                  reward=seg["reward"], cost=seg["cost"], mask=mask)
+  ended_before = jnp.cumsum(seg.done, axis=1) - seg.done
+  return seg.replace(alive=(ended_before == 0).astype(seg.reward.dtype))
 
 
 def imagine(model: WorldModel, params, stats, act: ActFn, start_obs: jax.Array, key: jax.Array,
@@ -58,14 +61,15 @@ def imagine(model: WorldModel, params, stats, act: ActFn, start_obs: jax.Array, 
   """H steps of the model from ``start_obs`` [M, obs] under ``act``; data shaped [H, M, ...]."""
 
   def one_step(obs, step_key):
-    _, raw, log_prob = act(obs, step_key)
-    next_obs, reward, cost = model.predict(params, stats, obs, raw)
-    return next_obs, (obs, raw, log_prob, next_obs, reward, cost)
+    sample = act(obs, step_key)
+    next_obs, reward, cost = model.predict(params, stats, obs, sample.action)
+    return next_obs, (obs, sample, next_obs, reward, cost)
 
-  _, (obs, raw, log_prob, next_obs, reward, cost) = jax.lax.scan(
+  _, (obs, sample, next_obs, reward, cost) = jax.lax.scan(
       one_step, start_obs, jax.random.split(key, horizon))
   last = (jnp.arange(horizon) == horizon - 1).astype(reward.dtype)[:, None] * jnp.ones_like(reward)
   zeros = jnp.zeros_like(reward)
-  return Transition(obs=obs, raw_action=raw, log_prob=log_prob, reward=reward, cost=cost,
-                    done=last, truncation=last, next_obs=next_obs, episode_finished=zeros,
-                    episode_return=zeros, episode_cost=zeros)
+  return Transition(obs=obs, action=sample.action, raw_action=sample.raw_action,
+                    log_prob=sample.log_prob, reward=reward, cost=cost, next_obs=next_obs,
+                    terminal=zeros, done=last, alive=jnp.ones_like(reward),
+                    episode_finished=zeros, episode_return=zeros, episode_cost=zeros)

@@ -23,37 +23,10 @@ import optax
 from flax import linen as nn
 from flax import struct
 
-from jaxsafe.core import normalize
+from jaxsafe.core import normalize, replay
+from jaxsafe.core.experience import Transition
 from jaxsafe.core.networks import MLP
 from jaxsafe.envs.core import Env, State
-
-
-@struct.dataclass
-class Transitions:
-  """A batch of real transitions (s, a, s', r, c) with a loss weight, leading axis = items."""
-
-  obs: jax.Array
-  action: jax.Array
-  next_obs: jax.Array
-  reward: jax.Array
-  cost: jax.Array
-  weight: jax.Array  # 1.0 for a real transition, 0.0 for padding (e.g. after termination)
-
-
-@struct.dataclass
-class Segments:
-  """K-step pieces of real trajectories: s_t, a_{t..t+K-1}, and s, r, c after each action.
-
-  Shapes [B, ...] for ``obs`` and [B, K, ...] for the rest; ``mask[b, k]`` is 1 while the
-  segment is still in the episode it started in (no episode ended before action k).
-  """
-
-  obs: jax.Array
-  action: jax.Array
-  next_obs: jax.Array
-  reward: jax.Array
-  cost: jax.Array
-  mask: jax.Array
 
 
 class WorldModelNet(nn.Module):
@@ -86,14 +59,14 @@ class WorldModel:
     delta, reward, cost = self.net.apply(params, normalize.normalize(stats, obs), action)
     return obs + delta, reward, cost
 
-  def loss(self, params, stats: normalize.RunningStats, batch: Transitions) -> jax.Array:
-    """Eq. 85 averaged over the batch (weighted by ``batch.weight``)."""
+  def loss(self, params, stats: normalize.RunningStats, batch: Transition) -> jax.Array:
+    """Eq. 85 averaged over a batch of transitions [B] (weighted by ``batch.alive``)."""
     next_obs, reward, cost = self.predict(params, stats, batch.obs, batch.action)
     squared = (jnp.sum(jnp.square(next_obs - batch.next_obs), axis=-1)
                + jnp.square(reward - batch.reward) + jnp.square(cost - batch.cost))
-    return (batch.weight * squared).sum() / jnp.maximum(batch.weight.sum(), 1.0)
+    return (batch.alive * squared).sum() / jnp.maximum(batch.alive.sum(), 1.0)
 
-  def multi_step_loss(self, params, stats: normalize.RunningStats, batch: Segments,
+  def multi_step_loss(self, params, stats: normalize.RunningStats, batch: Transition,
                       weights: jax.Array) -> jax.Array:
     """Dyna-CPPO's K-step loss (``shared/papers/000``, Eq. 5), with reward and cost terms.
 
@@ -103,6 +76,8 @@ class WorldModel:
 
     with sigma the running observation std (so every coordinate counts, whatever its scale),
     and L = sum_k w_k mean_b e_k over the items whose segment is still inside one episode at k.
+    ``batch`` holds K-step segments [B, K, ...] (``imagination.sample_segments``); ``alive``
+    masks the steps past the episode a segment started in.
     """
     def one_step(obs, action):
       next_obs, reward, cost = self.predict(params, stats, obs, action)
@@ -110,19 +85,19 @@ class WorldModel:
 
     # Time-major scan over the K actions of every item.
     _, (obs_hat, reward_hat, cost_hat) = jax.lax.scan(
-        one_step, batch.obs, jnp.swapaxes(batch.action, 0, 1))
+        one_step, batch.obs[:, 0], jnp.swapaxes(batch.action, 0, 1))
     obs_hat, reward_hat, cost_hat = (jnp.swapaxes(x, 0, 1) for x in (obs_hat, reward_hat, cost_hat))
     scaled = (obs_hat - batch.next_obs) / jnp.sqrt(stats.var + 1e-8)
     state_error = jnp.sqrt(jnp.sum(jnp.square(scaled), axis=-1) + 1e-12)  # finite gradient at 0
     error = (state_error + jnp.square(reward_hat - batch.reward)
              + jnp.square(cost_hat - batch.cost))  # [B, K]
-    per_k = (batch.mask * error).sum(0) / jnp.maximum(batch.mask.sum(0), 1.0)
+    per_k = (batch.alive * error).sum(0) / jnp.maximum(batch.alive.sum(0), 1.0)
     return jnp.sum(weights * per_k)
 
   def sgd_step(self, params, opt_state, tx: optax.GradientTransformation,
                stats: normalize.RunningStats, batch, loss: str = "one_step", weights=None):
-    """One Adam step on Eq. 85 (``loss="one_step"``, ``Transitions``) or on Eq. 5
-    (``loss="multi_step"``, ``Segments`` and the weights w_k)."""
+    """One Adam step on Eq. 85 (``loss="one_step"``, transitions [B]) or on Eq. 5
+    (``loss="multi_step"``, segments [B, K] and the weights w_k)."""
     if loss == "one_step":
       loss_fn = self.loss
     elif loss == "multi_step":
@@ -132,6 +107,23 @@ class WorldModel:
     loss, grads = jax.value_and_grad(loss_fn)(params, stats, batch)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+  def train(self, state: "ModelState", stats: normalize.RunningStats,
+            tx: optax.GradientTransformation, key: jax.Array, num_steps: int, sample,
+            loss: str = "one_step", weights=None):
+    """``num_steps`` Adam steps, each on ``sample(buffer, key)`` from the state's buffer;
+    returns the new ``ModelState`` and the losses [num_steps]."""
+
+    def one_step(carry, k):
+      params, opt_state = carry
+      params, opt_state, value = self.sgd_step(params, opt_state, tx, stats,
+                                               sample(state.buffer, k), loss, weights)
+      return (params, opt_state), value
+
+    (params, opt_state), losses = jax.lax.scan(one_step, (state.params, state.opt_state),
+                                               jax.random.split(key, num_steps))
+    return state.replace(params=params, opt_state=opt_state), losses
 
 
 class ModelEnv(Env):
@@ -170,3 +162,12 @@ class ModelEnv(Env):
     next_obs, reward, cost = self.model.predict(self.params, self.stats, state.obs, action)
     return state.replace(sim_state=next_obs, obs=next_obs, reward=reward, cost=cost,
                          done=jnp.zeros_like(reward))
+
+
+@struct.dataclass
+class ModelState:
+  """A world model being trained: its parameters, Adam state and replay buffer of real steps."""
+
+  params: dict
+  opt_state: optax.OptState
+  buffer: replay.Buffer

@@ -39,7 +39,7 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
 
   keys = jax.random.split(jax.random.PRNGKey(seed), len(p.labels))
   returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
-  limit = np.asarray(p.hparams["cost_limit"])
+  limit = np.asarray(p.hparams.cost_limit)
   return [{**label, "episodes": episodes,
            "return_mean": float(np.mean(returns[r])), "return_std": float(np.std(returns[r])),
            "cost_mean": float(np.mean(costs[r])), "cost_std": float(np.std(costs[r])),

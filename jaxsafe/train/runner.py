@@ -85,6 +85,7 @@ def plan(spec: RunSpec) -> Plan:
     raise ConfigError(f"--seeds must be >= 1, got {spec.seeds}")
   if spec.total_steps < 1:
     raise ConfigError(f"--total-steps must be >= 1, got {spec.total_steps}")
+  agents.check_names(spec.algo, agents.spec(spec.algo).config_cls, spec.sweep)
   agent = agents.make(spec.algo, spec.env, env_options=spec.env_options, **spec.overrides)
   names = sweepable(agent.config)
   settings_values = []

@@ -1,0 +1,239 @@
+"""The stages the first-order agents share: configs, state and ``FirstOrder``.
+
+``cgpo`` (``agents/cgpo.py``), ``mb-cgpo`` (``agents/mb_cgpo.py``), ``shac-lag`` and ``bptt-lag``
+(``agents/shac_lag.py``) follow one iteration (CGPO Algorithm 1 / Algorithm 3) and differ in where
+the gradients come from and in the policy step. The shared stages, kept here once:
+
+1. Sample N whole episodes (T steps, fresh initial states) with the reparameterised policy and
+   measure J_R(theta_k), J_C(theta_k): the mean undiscounted episode return and cost.
+2. Gradients g_k = grad J_R and q_k = grad J_C from one pass through a differentiable env
+   (``core.short_horizon``): windows of h steps bootstrapped by time-conditioned critics
+   V(s, t) (Eq. 19-20, App. A.4), or one window of T steps without critics (BPTT, Eq. 79-80).
+4. The critics by minibatch regression on the finite-horizon TD(lambda) targets of Eq. 66-68,
+   truncated at window ends (``core.critics.regress``); then the observation statistics and the
+   standard metrics, with this step's predicted changes of J_R and J_C and the last step's
+   measured ones (the GBE of Eq. 6-7).
+
+Defaults follow Table 4 of the CGPO paper (CartPole column: 128 envs, h = 10, critic learning
+rate 1e-3) where it gives a value; the choices it leaves open are in docs/algorithms.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxsafe.agents.base import ConfigError, config, hparam, hparams_of, static
+from jaxsafe.core import critics, distributions, lagrange, normalize, returns, short_horizon
+from jaxsafe.core.experience import Transition, flatten_steps
+from jaxsafe.core.metrics import standard
+from jaxsafe.core.networks import ACTIVATIONS, GaussianActor, TimeCritic
+from jaxsafe.envs.core import Env
+from jaxsafe.models.world_model import ModelState
+
+CRITICS = ("reward_critic", "cost_critic")
+
+
+@config
+class FirstOrderConfig:
+  """What every first-order agent shares. One iteration consumes ``num_envs * episode_length``
+  env steps (whole episodes)."""
+
+  num_envs: int = static(128, 1, doc="parallel episodes per iteration (N)")
+  episode_length: Optional[int] = static(None, 1, doc="T (default: the task's horizon)")
+  hidden_sizes: tuple[int, ...] = static((64, 64), doc="hidden layers of actor and critics")
+  activation: str = static("tanh", choices=tuple(ACTIVATIONS), doc="hidden activation")
+  normalize_observations: bool = static(True, doc="running mean/std observation normalisation")
+  log_std_init: float = hparam(-1.0, -5.0, 2.0, doc="initial log std of the policy")
+  cost_limit: Optional[float] = hparam(None, doc="episode cost limit b (default: the task's)")
+
+
+@config
+class CriticFields:
+  """The time-conditioned critics V(s, t) and the short horizon h they bootstrap."""
+
+  short_horizon: int = static(10, 1, doc="h: window length of the gradient")
+  critic_epochs: int = static(4, 1, doc="passes of critic regression over an iteration's data")
+  critic_minibatches: int = static(16, 1, doc="minibatches per critic pass")
+  critic_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="Adam step size of the critics")
+  td_lambda: float = hparam(0.95, 0.0, 1.0, doc="lambda of the critics' TD(lambda) targets")
+
+
+@struct.dataclass
+class PreviousStep:
+  """What Eq. 18 and the GBE compare the next measurement with: J_R and J_C of the last batch
+  and the changes the last policy step predicted (NaN before the first step)."""
+
+  episode_return: jax.Array
+  episode_cost: jax.Array
+  predicted_return_change: jax.Array
+  predicted_cost_change: jax.Array
+
+  @classmethod
+  def unknown(cls) -> "PreviousStep":
+    nan = jnp.full((), jnp.nan)
+    return cls(nan, nan, nan, nan)
+
+
+@struct.dataclass
+class FirstOrderState:
+  params: dict  # actor (and reward_critic, cost_critic when the agent has critics)
+  obs_stats: normalize.RunningStats
+  previous: PreviousStep
+  rng: jax.Array
+  hparams: FirstOrderConfig  # the config with its hparam fields as arrays
+  iteration: jax.Array
+  critic_opt_state: optax.OptState | None = None
+  radius: jax.Array | None = None  # cgpo, mb-cgpo: the squared trust-region radius delta hat
+  actor_opt_state: optax.OptState | None = None  # shac-lag, bptt-lag
+  lagrange: lagrange.LagrangeState | None = None  # shac-lag, bptt-lag
+  model: ModelState | None = None  # mb-cgpo
+
+
+def adam(learning_rate, max_grad_norm=None) -> optax.GradientTransformation:
+  tx = optax.adam(learning_rate)
+  return tx if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+
+
+class FirstOrder:
+  """A reparameterised tanh-Gaussian actor and time-conditioned critics on normalised
+  observations, with the shared stages as pure functions of the state (module docstring)."""
+
+  def __init__(self, env: Env, config: FirstOrderConfig, name: str, needs_gradients: bool = True):
+    if needs_gradients and not env.differentiable:
+      raise ConfigError(f"{name} differentiates through the env, but "
+                        f"'{type(env.unwrapped).__name__}' is not differentiable; use mb-cgpo, "
+                        f"which learns a world model")
+    horizon = int(config.episode_length or env.episode_length)
+    config = dataclasses.replace(config, episode_length=horizon)
+    if config.cost_limit is None:
+      config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
+    self.has_critics = isinstance(config, CriticFields)
+    self.window = config.short_horizon if self.has_critics else horizon
+    if self.window > horizon:
+      raise ConfigError(f"short_horizon = {self.window} exceeds the episode length {horizon}")
+    if self.has_critics and (config.num_envs * horizon) % config.critic_minibatches:
+      raise ConfigError(f"num_envs * episode_length = {config.num_envs * horizon} is not "
+                        f"divisible by critic_minibatches = {config.critic_minibatches}")
+    self.env, self.config, self.horizon, self.name = env, config, horizon, name
+    self.steps_per_update = config.num_envs * horizon
+    self.actor = GaussianActor(env.action_size, config.hidden_sizes, config.activation)
+    self.critic = TimeCritic(horizon, config.hidden_sizes, config.activation)
+
+  def norm(self, stats, obs):
+    return normalize.normalize(stats, obs) if self.config.normalize_observations else obs
+
+  def dist(self, actor_params, stats, obs):
+    mean, log_std = self.actor.apply(actor_params, self.norm(stats, obs))
+    return distributions.make_distribution("tanh_normal", mean, log_std)
+
+  def init(self, key: jax.Array, hparams=None, **extra) -> FirstOrderState:
+    """A fresh state; ``extra`` are the algorithm's own fields (``radius``, ``model``, ...),
+    functions of (hp, params, key) or values."""
+    hp = hparams_of(self.config) if hparams is None else hparams
+    k_actor, k_reward, k_cost, k_model, k_env, rng = jax.random.split(key, 6)
+    dummy = jnp.zeros((self.env.observation_size,))
+    actor_params = self.actor.init(k_actor, dummy)
+    actor_params["params"]["log_std"] = jnp.full((self.env.action_size,), hp.log_std_init)
+    params, critic_opt_state = {"actor": actor_params}, None
+    if self.has_critics:
+      t0 = jnp.zeros((), jnp.int32)
+      params.update(reward_critic=self.critic.init(k_reward, dummy, t0),
+                    cost_critic=self.critic.init(k_cost, dummy, t0))
+      critic_opt_state = adam(hp.critic_learning_rate).init({k: params[k] for k in CRITICS})
+    stats = normalize.update(normalize.init(self.env.observation_size),
+                             self.env.reset(k_env).obs)
+    extra = {k: v(hp, params, k_model) if callable(v) else v for k, v in extra.items()}
+    return FirstOrderState(params=params, obs_stats=stats, previous=PreviousStep.unknown(),
+                           rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
+                           critic_opt_state=critic_opt_state, **extra)
+
+  def policy(self, state: FirstOrderState, obs: jax.Array, key: jax.Array | None = None,
+             deterministic: bool = False) -> jax.Array:
+    dist = self.dist(state.params["actor"], state.obs_stats, obs)
+    return distributions.mode(dist) if deterministic else distributions.sample(dist, key).action
+
+  def policy_fn(self, stats) -> short_horizon.PolicyFn:
+    """actor params -> ActFn: the reparameterised policy the gradients flow through."""
+    return lambda actor_params: lambda obs, key: distributions.sample(
+        self.dist(actor_params, stats, obs), key)
+
+  def value_fn(self, state: FirstOrderState) -> short_horizon.ValueFn | None:
+    if not self.has_critics:
+      return None
+    return lambda obs, t: tuple(self.critic.apply(state.params[k], self.norm(state.obs_stats, obs), t)
+                                for k in CRITICS)
+
+  def gradients(self, state: FirstOrderState, env: Env, start, key: jax.Array):
+    """(g, q, episodes) through ``env`` from the states ``start`` (Eq. 19-20 or BPTT)."""
+    return short_horizon.gradients(state.params["actor"], env, self.policy_fn(state.obs_stats),
+                                   self.value_fn(state), start, key, self.horizon, self.window)
+
+  def real_episodes(self, state: FirstOrderState, start, key: jax.Array) -> Transition:
+    """Whole episodes of the current policy, with no gradient taken (to measure J and to
+    train a model)."""
+    return short_horizon.rollout_losses(state.params["actor"], self.env,
+                                        self.policy_fn(state.obs_stats), None, start, key,
+                                        self.horizon, self.horizon)[1]
+
+  def fit_critics(self, state: FirstOrderState, episodes: Transition, key: jax.Array):
+    """Minibatch regression of V_R(s, t), V_C(s, t) on TD(lambda) targets (Eq. 66-68)."""
+    hp, stats = state.hparams, state.obs_stats
+    t_index = jnp.broadcast_to(jnp.arange(self.horizon)[:, None], episodes.alive.shape)
+    next_obs = self.norm(stats, episodes.next_obs)
+    last = t_index + 1 >= self.horizon  # V(s_T, T) = 0
+    targets = {}
+    for k, rewards in zip(CRITICS, (episodes.reward, episodes.cost)):
+      next_values = jnp.where(last, 0.0, self.critic.apply(state.params[k], next_obs, t_index + 1))
+      targets[k] = returns.td_lambda_targets(rewards, next_values, episodes.terminal,
+                                             self.window, hp.td_lambda)
+    data = flatten_steps({"obs": self.norm(stats, episodes.obs), "t": t_index,
+                          "weight": episodes.alive})
+    fitted, opt_state, losses = critics.regress(
+        lambda p, batch: self.critic.apply(p, batch["obs"], batch["t"]),
+        {k: state.params[k] for k in CRITICS}, state.critic_opt_state,
+        adam(hp.critic_learning_rate), data, flatten_steps(targets), key,
+        self.config.critic_epochs, self.config.critic_minibatches)
+    return {**state.params, **fitted}, opt_state, {f"{k}_loss": v for k, v in losses.items()}
+
+  def finish(self, state: FirstOrderState, episodes: Transition, key: jax.Array, g, q, step,
+             predicted: tuple, **changes):
+    """Step 4 after the policy step ``step`` (flat), which predicted the changes ``predicted``
+    of (J_R, J_C); ``changes`` holds the new actor params as ``actor`` and the algorithm's own
+    fields. Returns the next state, the standard metrics and the algorithm's own metrics."""
+    hp, prev = state.hparams, state.previous
+    episode_return, episode_cost = episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean()
+    state = state.replace(params={**state.params, "actor": changes.pop("actor")}, **changes)
+    own = {}
+    if self.has_critics:
+      params, critic_opt_state, own = self.fit_critics(state, episodes, key)
+      state = state.replace(params=params, critic_opt_state=critic_opt_state)
+    stats = state.obs_stats
+    if self.config.normalize_observations:  # states of running episodes only
+      stats = normalize.update(stats, episodes.obs, episodes.alive)
+    iteration = state.iteration + 1
+    state = state.replace(obs_stats=stats, iteration=iteration, previous=PreviousStep(
+        episode_return, episode_cost, *predicted))
+    own.update({
+        "g_norm": jnp.linalg.norm(g), "q_norm": jnp.linalg.norm(q),
+        "step_norm": jnp.linalg.norm(step),
+        # GBE (Eq. 6-7): this step's predicted changes, and the last step's measured ones.
+        "predicted_return_change": predicted[0], "predicted_cost_change": predicted[1],
+        "measured_return_change": episode_return - prev.episode_return,
+        "measured_cost_change": episode_cost - prev.episode_cost,
+        "previous_predicted_return_change": prev.predicted_return_change,
+        "previous_predicted_cost_change": prev.predicted_cost_change})
+    metrics = standard(iteration, self.steps_per_update, episode_return, episode_cost,
+                       self.config.num_envs, hp.cost_limit, state.params)
+    return state, metrics, own
+
+  @property
+  def nan_metrics(self) -> tuple[str, ...]:
+    return tuple(f"{self.name}/{k}" for k in (
+        "measured_return_change", "measured_cost_change", "previous_predicted_return_change",
+        "previous_predicted_cost_change"))
