@@ -50,6 +50,14 @@ BAD_INPUTS = [
      "function: bad env option(s) ['smooth_cost']"),
     (["train", "ppo-lag", "point-goal", "--env-set", "level"], "--env-set level: expected key"),
     (["frobnicate"], "invalid choice"),
+    # A field another algorithm uses is refused, never accepted silently (issue 12).
+    (["train", "cgpo", "function", "--set", "lagrangian_lr=0.1"], "unknown hyper-parameter 'lagrangian_lr'"),
+    (["train", "cgpo", "function", "--set", "multiplier_learning_rate=0.1"],
+     "'multiplier_learning_rate' is not a hyper-parameter of cgpo (it belongs to ppo-lag, shac-lag, bptt-lag)"),
+    (["train", "cgpo", "function", "--sweep", "multiplier_learning_rate=0.1,0.2"],
+     "'multiplier_learning_rate' is not a hyper-parameter of cgpo"),
+    (["train", "ppo", "function", "--sweep", "pid_kp=0.1,0.2"], "(it belongs to pid-lag)"),
+    (["train", "bptt-lag", "function", "--set", "short_horizon=5"], "(it belongs to cgpo, mb-cgpo, shac-lag)"),
 ]
 
 

@@ -16,7 +16,8 @@ import pytest
 from jaxsafe.envs.function import function_value
 
 from jaxsafe import envs
-from jaxsafe.core import distributions, lagrange, networks, normalize, returns, rollout
+from jaxsafe.core import distributions, experience, lagrange, networks, normalize, returns, rollout
+from jaxsafe.core.experience import ActionSample
 
 KEY = jax.random.PRNGKey(0)
 
@@ -448,7 +449,7 @@ def rollout_data():
   def act(obs, key):
     del key
     action = jnp.full(obs.shape, CONST_ACTION)
-    return action, action, jnp.zeros(obs.shape[:-1])
+    return ActionSample(action, action, jnp.zeros(obs.shape[:-1]))
 
   run = jax.jit(lambda key: rollout.rollout(env, env.reset(key), act, key, LENGTH))
   final_state, data = run(jax.random.PRNGKey(42))
@@ -461,7 +462,8 @@ class TestRollout:
     _, final_state, data = rollout_data
     T, N = LENGTH, NUM_ENVS
     assert data.obs.shape == data.next_obs.shape == data.raw_action.shape == (T, N, 1)
-    for leaf in (data.log_prob, data.reward, data.cost, data.done, data.truncation,
+    assert data.action.shape == (T, N, 1)
+    for leaf in (data.log_prob, data.reward, data.cost, data.done, data.terminal, data.alive,
                  data.episode_finished, data.episode_return, data.episode_cost):
       assert leaf.shape == (T, N)
     assert final_state.obs.shape == (N, 1)
@@ -475,7 +477,8 @@ class TestRollout:
     ends = np.zeros(LENGTH, bool)
     ends[99] = True  # T = 100 -> the 100th step ends the episode (truncation).
     np.testing.assert_array_equal(data.done, np.broadcast_to(ends[:, None], data.done.shape))
-    np.testing.assert_array_equal(data.truncation, data.done)
+    np.testing.assert_array_equal(data.terminal, 0.0)  # truncated by the time limit: bootstrap
+    np.testing.assert_array_equal(data.alive, 1.0)
     np.testing.assert_array_equal(data.episode_finished, data.done)
     # Within an episode, obs[t + 1] is next_obs[t] ...
     keep = ~ends[:-1]
@@ -495,7 +498,7 @@ class TestRollout:
 
   def test_finished_episode_means(self, rollout_data):
     _, _, data = rollout_data
-    mean_return, mean_cost, count = jax.jit(rollout.finished_episode_means)(data)
+    mean_return, mean_cost, count = jax.jit(experience.finished_episode_means)(data)
     assert float(count) == NUM_ENVS
     f = np.asarray(function_value(jnp.asarray(data.obs[:100, :, 0])), np.float64)
     expected = f.sum(0).mean()
@@ -506,6 +509,6 @@ class TestRollout:
   def test_finished_episode_means_nan_without_episodes(self, rollout_data):
     _, _, data = rollout_data
     head = jax.tree_util.tree_map(lambda x: x[:50], data)
-    mean_return, mean_cost, count = jax.jit(rollout.finished_episode_means)(head)
+    mean_return, mean_cost, count = jax.jit(experience.finished_episode_means)(head)
     assert float(count) == 0.0
     assert np.isnan(mean_return) and np.isnan(mean_cost)

@@ -3,8 +3,6 @@ model's K-step error on held-out real data; plus `dyna-cppo` through the command
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +14,8 @@ from jaxsafe.cli import main
 from jaxsafe.core import normalize, replay
 from jaxsafe.core.rollout import rollout
 from jaxsafe.models import imagination
-from jaxsafe.models.world_model import Segments, WorldModel
+from jaxsafe.core.experience import ActionSample, Transition
+from jaxsafe.models.world_model import WorldModel
 from jaxsafe.train.logger import read_progress
 from jaxsafe.train.runner import load_states
 
@@ -26,11 +25,14 @@ K = 3
 def _segments(rng, batch, obs_size, act_size, k=K):
   mask = np.ones((batch, k), np.float32)
   mask[0, 2:] = 0.0  # the first item's episode ended at its second step
-  return Segments(obs=rng.normal(size=(batch, obs_size)).astype(np.float32),
-                  action=rng.normal(size=(batch, k, act_size)).astype(np.float32),
-                  next_obs=rng.normal(size=(batch, k, obs_size)).astype(np.float32),
-                  reward=rng.normal(size=(batch, k)).astype(np.float32),
-                  cost=rng.normal(size=(batch, k)).astype(np.float32), mask=mask)
+  zeros = np.zeros((batch, k), np.float32)
+  return Transition(obs=rng.normal(size=(batch, k, obs_size)).astype(np.float32),
+                    action=rng.normal(size=(batch, k, act_size)).astype(np.float32),
+                    raw_action=None,
+                    next_obs=rng.normal(size=(batch, k, obs_size)).astype(np.float32),
+                    reward=rng.normal(size=(batch, k)).astype(np.float32),
+                    cost=rng.normal(size=(batch, k)).astype(np.float32), terminal=zeros,
+                    done=zeros, alive=mask)
 
 
 def test_multi_step_loss_equals_a_hand_computation():
@@ -47,12 +49,12 @@ def test_multi_step_loss_equals_a_hand_computation():
   std = np.sqrt(np.array([4.0, 0.25]) + 1e-8)
   errors = np.zeros((4, K))
   for b in range(4):
-    obs = seg.obs[b]
+    obs = seg.obs[b, 0]
     for k in range(K):
       obs, r, c = (np.asarray(x) for x in model.predict(params, stats, obs, seg.action[b, k]))
       errors[b, k] = (np.linalg.norm((obs - seg.next_obs[b, k]) / std)
                       + (r - seg.reward[b, k]) ** 2 + (c - seg.cost[b, k]) ** 2)
-  per_k = [(errors[:, k] * seg.mask[:, k]).sum() / seg.mask[:, k].sum() for k in range(K)]
+  per_k = [(errors[:, k] * seg.alive[:, k]).sum() / seg.alive[:, k].sum() for k in range(K)]
   np.testing.assert_allclose(got, np.dot(weights, per_k), rtol=1e-5)
 
 
@@ -60,14 +62,15 @@ def test_segments_stop_at_the_end_of_an_episode():
   length = 6
   done = np.zeros((length,), np.float32)
   done[2] = 1.0  # the episode ends with the step at index 2
-  item = {"obs": np.arange(length, dtype=np.float32)[:, None],
-          "action": np.zeros((length, 1), np.float32),
-          "next_obs": np.arange(1, length + 1, dtype=np.float32)[:, None],
-          "reward": np.zeros(length, np.float32), "cost": np.zeros(length, np.float32), "done": done}
+  zeros = np.zeros(length, np.float32)
+  item = Transition(obs=np.arange(length, dtype=np.float32)[:, None],
+                    action=np.zeros((length, 1), np.float32), raw_action=None,
+                    next_obs=np.arange(1, length + 1, dtype=np.float32)[:, None],
+                    reward=zeros, cost=zeros, terminal=done, done=done, alive=zeros + 1)
   buffer = replay.add(replay.init(jax.tree_util.tree_map(jnp.asarray, item), 4),
                       jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], item))
   seg = imagination.sample_segments(buffer, jax.random.PRNGKey(0), 64, K)
-  for start, mask, next_obs in zip(np.asarray(seg.obs)[:, 0], np.asarray(seg.mask), np.asarray(seg.next_obs)):
+  for start, mask, next_obs in zip(np.asarray(seg.obs)[:, 0, 0], np.asarray(seg.alive), np.asarray(seg.next_obs)):
     s = int(start)
     np.testing.assert_array_equal(next_obs[:, 0], np.arange(s + 1, s + 1 + K))
     # Valid at k while no episode ended at an earlier step: the step at index 2 itself counts.
@@ -82,7 +85,7 @@ def real_data():
 
   def act(obs, key):
     raw = jax.random.normal(key, obs.shape[:-1] + (1,))
-    return jnp.tanh(raw), raw, jnp.zeros(obs.shape[:-1])
+    return ActionSample(jnp.tanh(raw), raw, jnp.zeros(obs.shape[:-1]))
 
   state = env.reset(jax.random.PRNGKey(0))
   run = jax.jit(lambda s, k: rollout(env, s, act, k, 100))
@@ -124,8 +127,10 @@ def test_model_k_step_error_falls_on_held_out_data(real_data):
   for i in range(3):
     params, opt_state = train_steps(params, opt_state, jax.random.PRNGKey(10 + i))
     errors.append(float(k_step_error(params)))
-  assert all(b < a for a, b in itertools.pairwise(errors)), errors
-  assert errors[-1] < 0.2 * errors[0], errors
+  # With the env action as input (the dynamics are x' = x + 0.2 a) one round of 200 steps fits
+  # most of it; later rounds stay there (within noise) rather than diverge.
+  assert errors[1] < 0.2 * errors[0], errors
+  assert errors[-1] < 1.1 * min(errors[1:]), errors
 
 
 def test_imagined_rollout_follows_the_model_and_truncates_at_h(real_data):
@@ -136,16 +141,16 @@ def test_imagined_rollout_follows_the_model_and_truncates_at_h(real_data):
 
   def act(obs, key):
     raw = 0.1 * jax.random.normal(key, obs.shape[:-1] + (1,))
-    return jnp.tanh(raw), raw, jnp.full(obs.shape[:-1], -1.0)
+    return ActionSample(jnp.tanh(raw), raw, jnp.full(obs.shape[:-1], -1.0))
 
   start = train.obs[0, :5]
   data = imagination.imagine(model, params, stats, act, start, jax.random.PRNGKey(1), 4)
   assert data.obs.shape == (4, 5, 1)
   np.testing.assert_array_equal(np.asarray(data.done)[:, 0], [0, 0, 0, 1])
-  np.testing.assert_array_equal(np.asarray(data.truncation), np.asarray(data.done))
+  np.testing.assert_array_equal(np.asarray(data.terminal), 0.0)  # truncated, not terminated
   obs = start
   for t in range(4):
-    next_obs, reward, cost = model.predict(params, stats, obs, data.raw_action[t])
+    next_obs, reward, cost = model.predict(params, stats, obs, data.action[t])  # env action
     np.testing.assert_allclose(data.next_obs[t], next_obs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(data.reward[t], reward, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(data.cost[t], cost, rtol=1e-5, atol=1e-6)
@@ -173,6 +178,6 @@ def test_cli_trains_dyna_cppo_and_checkpoints_its_model_and_buffer(tmp_path):
   _, states, step = load_states(run_dir)
   assert step == 3
   # One item (100 steps) per env and update: 24 written, capacity buffer_capacity / 100 = 20 kept.
-  assert int(states.buffer.size[0]) == 20
-  assert np.abs(np.asarray(states.buffer.data["obs"][0])).sum(axis=(1, 2)).min() > 0
-  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(states.model_params))
+  assert int(states.model.buffer.size[0]) == 20
+  assert np.abs(np.asarray(states.model.buffer.data.obs[0])).sum(axis=(1, 2)).min() > 0
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(states.model.params))

@@ -32,14 +32,16 @@ def _only_when_selected(request):
 #: gradient-based agents accept it; they roll out whole episodes, here of 20 steps).
 _PPO = {"num_envs": 4, "rollout_length": 16, "update_epochs": 1, "num_minibatches": 2,
         "hidden_sizes": (8,)}
-_GRADIENT = {"num_envs": 4, "episode_length": 20, "short_horizon": 5, "hidden_sizes": (8,),
-             "critic_epochs": 1, "critic_minibatches": 2, "model_hidden_sizes": (8,),
-             "model_updates": 2, "model_batch_size": 16, "buffer_capacity": 1000}
+_GRADIENT = {"num_envs": 4, "episode_length": 20, "hidden_sizes": (8,)}
+_CRITICS = {"short_horizon": 5, "critic_epochs": 1, "critic_minibatches": 2}
+_MODEL = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 16,
+          "buffer_capacity": 1000}
 _DYNA = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 8,
          "buffer_capacity": 256, "imagined_horizon": 3, "imagined_starts": 8}
 SMALL = {"ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
-         "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": _GRADIENT, "mb-cgpo": _GRADIENT,
-         "shac-lag": _GRADIENT, "bptt-lag": {**_GRADIENT, "short_horizon": 20}}
+         "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": {**_GRADIENT, **_CRITICS},
+         "mb-cgpo": {**_GRADIENT, **_CRITICS, **_MODEL}, "shac-lag": {**_GRADIENT, **_CRITICS},
+         "bptt-lag": _GRADIENT}
 
 
 def _nonfinite(tree) -> list[str]:

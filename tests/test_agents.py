@@ -1,0 +1,140 @@
+"""Every algorithm's policy step as a pure function, on batches small enough to check by hand.
+
+The agents' ``update`` functions call exactly these (agents/ppo.py, cppo.py, cgpo.py,
+shac_lag.py; dyna-cppo takes cppo's step, mb-cgpo cgpo's); the learning tests check the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsafe import agents
+from jaxsafe.agents import cgpo, cppo, ppo, shac_lag
+from jaxsafe.agents.first_order import PreviousStep
+from jaxsafe.core import lagrange, trust_region
+
+SQRT_HALF = np.sqrt(0.5)
+
+
+def test_clipped_surrogate_by_hand():
+  """rho = (0.5, 1, 1.5), A = (1, -1, 2), eps = 0.2: min terms 0.5, -1, 2.4 (clipped)."""
+  hp = ppo.PPOConfig(clip_eps=0.2)
+  loss, aux = ppo.clipped_surrogate_loss(jnp.array([0.5, 1.0, 1.5]), None,
+                                         jnp.array([1.0, -1.0, 2.0]), hp)
+  np.testing.assert_allclose(float(loss), -(0.5 - 1.0 + 2.4) / 3, rtol=1e-6)
+  np.testing.assert_allclose(float(aux["clip_fraction"]), 2 / 3, rtol=1e-6)
+
+
+def test_lagrangian_advantage_by_hand():
+  """Standardised A^R = (-s, 0, s), A^C = (s, -s, 0) with s = sqrt(3/2); lambda = 1 halves
+  their difference."""
+  s = np.sqrt(1.5)
+  adv = ppo.lagrangian_advantage(jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 1.0, 2.0]), 1.0)
+  np.testing.assert_allclose(np.asarray(adv), [-s, s / 2, s / 2], rtol=1e-5)
+  # lambda = 0 is PPO's standardised reward advantage.
+  np.testing.assert_allclose(np.asarray(ppo.lagrangian_advantage(
+      jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 1.0, 2.0]), 0.0)), [-s, 0.0, s], rtol=1e-5)
+
+
+def test_multiplier_steps_by_hand():
+  hp = ppo.PPOLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1)
+  lag = lagrange.init(0.5)
+  assert float(ppo.ascent_step(lag, 30.0, hp).multiplier) == pytest.approx(1.0)  # 0.5 + 0.1 * 5
+  assert float(ppo.ascent_step(lag, 10.0, hp).multiplier) == 0.0  # projected at 0
+  # PID without EMA: P = J_C - b = 5, I = 5, D = max(0, J_C - 0) = 30.
+  pid = ppo.PIDLagConfig(cost_limit=25.0, pid_kp=0.1, pid_ki=0.01, pid_kd=0.01, pid_delta_ema=0.0,
+                         pid_d_ema=0.0)
+  new = ppo.pid_step(lagrange.init(0.0), 30.0, pid)
+  assert float(new.multiplier) == pytest.approx(0.1 * 5 + 0.01 * 5 + 0.01 * 30)
+  assert float(new.integral) == pytest.approx(5.0)
+
+
+def test_e_step_by_hand():
+  """N = 4, delta = 0.02: R = sqrt(2 N delta) = 0.4. With the budget slack, v_bar = R A / |A|;
+  while J_c > b (recovery), v_bar = -R A_c / |A_c| (both A and A_c are centred already)."""
+  hp = cppo.CPPOConfig(kl_bound=0.02, cost_limit=25.0, gamma=0.99)
+  adv_r, adv_c = jnp.array([1.0, -1.0, 0.0, 0.0]), jnp.array([0.0, 0.0, 1.0, -1.0])
+  v, metrics = cppo.e_step(adv_r, adv_c, jnp.asarray(5.0), hp)
+  np.testing.assert_allclose(np.asarray(v), [1 + 0.4 * SQRT_HALF, 1 - 0.4 * SQRT_HALF, 1, 1],
+                             atol=1e-5)
+  np.testing.assert_allclose(float(metrics["budget"]), 0.01 * 20.0, rtol=1e-5)
+  v, _ = cppo.e_step(adv_r, adv_c, jnp.asarray(40.0), hp)
+  np.testing.assert_allclose(np.asarray(v), [1, 1, 1 - 0.4 * SQRT_HALF, 1 + 0.4 * SQRT_HALF],
+                             atol=1e-5)
+
+
+def test_weighted_likelihood_loss_by_hand():
+  """-E[v log(pi/pi_old)] = -(1.2 * 0.1 - 0.8 * 0.2) / 2 = 0.02."""
+  log_ratio = jnp.array([0.1, -0.2])
+  loss, aux = cppo.weighted_likelihood_loss(jnp.exp(log_ratio), log_ratio, jnp.array([1.2, 0.8]),
+                                            None)
+  np.testing.assert_allclose(float(loss), 0.02, rtol=1e-5)
+  want = np.mean(np.abs(np.exp([0.1, -0.2]) - [1.2, 0.8]))
+  np.testing.assert_allclose(float(aux["ratio_error"]), want, rtol=1e-5)
+
+
+def test_radius_update_follows_eq_18():
+  hp = cgpo.CGPOConfig()  # eta 0.25 / 0.75, beta 0.8 / 1.25, delta in [1e-4, 1e-2]
+  r = jnp.asarray(1e-3)
+  assert float(cgpo.radius_update(r, hp, 0.1, 5.0)) == pytest.approx(0.8e-3)  # rho too small
+  assert float(cgpo.radius_update(r, hp, 1.0, 0.1)) == pytest.approx(0.8e-3)  # zeta too small
+  assert float(cgpo.radius_update(r, hp, 1.0, 1.0)) == pytest.approx(1.25e-3)  # both good
+  assert float(cgpo.radius_update(r, hp, 0.5, 1.0)) == pytest.approx(1e-3)  # in between
+  assert float(cgpo.radius_update(jnp.asarray(1e-4), hp, 0.0, 0.0)) == pytest.approx(1e-4)  # floor
+  assert float(cgpo.radius_update(jnp.asarray(1e-2), hp, 1.0, 1.0)) == pytest.approx(1e-2)  # ceiling
+
+
+def test_trust_region_step_by_hand():
+  """g = (1, 0), q = (0, 1), J_C = 15 < b = 25, delta = 1e-4: c^2 / q.q = 100 > delta and
+  c <= 0, so the whole ball is feasible (case b) and d = sqrt(delta) g / |g| = (0.01, 0)."""
+  hp = cgpo.CGPOConfig(cost_limit=25.0)
+  g, q = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+  sol, radius, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4),
+                                                PreviousStep.unknown(), hp)
+  np.testing.assert_allclose(np.asarray(sol.step), [0.01, 0.0], atol=1e-7)
+  assert int(sol.case) == trust_region.FEASIBLE and float(radius) == pytest.approx(1e-4)
+  assert np.isnan(float(metrics["rho"]))  # nothing measured before the first step
+  # The last step predicted +0.01 of return and +0.5 of cost; 0.01 and 0.5 were measured: rho =
+  # 1, zeta = |25 - 15| / 0.5 = 20, both >= eta_2, so the radius grows by beta_2 first.
+  previous = PreviousStep(*map(jnp.asarray, (9.99, 14.5, 0.01, 0.5)))
+  sol, radius, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4), previous, hp)
+  assert float(radius) == pytest.approx(1.25e-4)
+  np.testing.assert_allclose(float(metrics["rho"]), 1.0, rtol=1e-3)
+  np.testing.assert_allclose(float(metrics["zeta"]), 20.0, rtol=1e-3)
+  np.testing.assert_allclose(np.asarray(sol.step), [np.sqrt(1.25e-4), 0.0], rtol=1e-5)
+  # Infeasible beyond the ball (J_C = 35): recovery along -q.
+  sol, _, _ = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4), PreviousStep.unknown(),
+                                     hp)
+  assert int(sol.case) == trust_region.RECOVERY
+  np.testing.assert_allclose(np.asarray(sol.step), [0.0, -0.01], atol=1e-7)
+
+
+def test_lagrangian_gradient_step_by_hand():
+  """lambda: 0 -> 0.1 * (35 - 25) = 1; direction -(g - lambda q) = -(1 - 2 * 1) = +1 on w, so
+  Adam's first step (|m_hat / sqrt(v_hat)| = 1) moves w by -lr = -2e-3: cost first."""
+  hp = shac_lag.BPTTLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1)
+  actor = {"w": jnp.zeros(1)}
+  opt_state = shac_lag.adam(hp.actor_learning_rate, hp.max_grad_norm).init(actor)
+  new, _, lag = shac_lag.lagrangian_gradient_step(actor, {"w": jnp.ones(1)}, {"w": 2 * jnp.ones(1)},
+                                                  opt_state, lagrange.init(0.0), 35.0, hp)
+  assert float(lag.multiplier) == pytest.approx(1.0)
+  np.testing.assert_allclose(np.asarray(new["w"]), [-2e-3], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(agents.list_agents()))
+def test_config_holds_only_what_the_algorithm_reads(name):
+  """Each algorithm's config class is its own, and its hyper-parameters are a pytree whose
+  leaves are exactly the sweepable fields (what ``--sweep`` vmaps over)."""
+  cfg = agents.default_config(name)
+  fields = {f.name for f in dataclasses.fields(cfg)}
+  assert ("multiplier_learning_rate" in fields) == (name in ("ppo-lag", "shac-lag", "bptt-lag"))
+  assert ("delta_init" in fields) == (name in ("cgpo", "mb-cgpo"))
+  assert ("short_horizon" in fields) == (name in ("cgpo", "mb-cgpo", "shac-lag"))
+  assert ("model_learning_rate" in fields) == (name in ("dyna-cppo", "mb-cgpo"))
+  hp = agents.base.hparams_of(dataclasses.replace(cfg, cost_limit=1.0))
+  assert len(jax.tree_util.tree_leaves(hp)) == len(agents.base.sweepable(cfg))
