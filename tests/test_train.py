@@ -202,7 +202,8 @@ def test_divergence_names_the_latest_checkpoint_written(straight, tmp_path, monk
   assert runner.Checkpointer(run_dir).latest_step() == 4
   calls.clear()
   monkeypatch.setattr(runner, "_first_nonfinite", fail_at(1))
-  with pytest.raises(runner.TrainingDiverged, match=r"iteration 1 \(.*no checkpoint was written yet"):
+  with pytest.raises(runner.TrainingDiverged,
+                     match=r"iteration 1 \(.*no checkpoint was written yet"):
     train.run(_spec(checkpoint_every=2), str(tmp_path / "first"), progress=False)
 
 
