@@ -56,9 +56,10 @@ def _cmd_list(args) -> int:
 def _cmd_train(args) -> int:
   from jaxsafe import train
   if args.resume:
-    if args.set or args.sweep or args.seeds is not None or args.env_set:
-      raise ValueError("--resume continues a run as configured; --set, --env-set, --sweep and "
-                       "--seeds cannot be combined with it")
+    if (args.set or args.sweep or args.seeds is not None or args.env_set
+        or args.checkpoint_every is not None):
+      raise ValueError("--resume continues a run as configured; --set, --env-set, --sweep, "
+                       "--seeds and --checkpoint-every cannot be combined with it")
     summary = train.resume(args.resume, total_steps=args.total_steps, progress=not args.quiet)
     run_dir = args.resume
   else:
@@ -71,6 +72,8 @@ def _cmd_train(args) -> int:
                          total_steps=100_000 if args.total_steps is None else args.total_steps,
                          overrides=_key_values(args.set, "--set"), sweep=sweep,
                          seed_offset=args.seed_offset, chunk_iters=args.chunk_iters,
+                         checkpoint_every=(1 if args.checkpoint_every is None
+                                           else args.checkpoint_every),
                          env_options={k: _literal(v) for k, v in
                                       _key_values(args.env_set, "--env-set").items()})
     run_dir = args.run_dir or train.runner._default_run_dir(spec)
@@ -137,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
   t.add_argument("--run-dir", help="where to write the run (default runs/ALGO_ENV_TIME)")
   t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
   t.add_argument("--chunk-iters", type=int, help="updates per compiled chunk")
+  t.add_argument("--checkpoint-every", type=int, metavar="K",
+                 help="save a checkpoint after every K-th chunk and the last (default 1); a crash "
+                      "loses at most K chunks")
   t.add_argument("--quiet", action="store_true", help="no progress bar")
   t.set_defaults(fn=_cmd_train)
 

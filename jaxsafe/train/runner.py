@@ -3,9 +3,19 @@
 ``run(RunSpec(...))`` builds the agent, stacks one agent state per run (hyper-parameter setting x
 seed) and trains them all in one program: a ``jax.jit``-compiled ``lax.scan`` over a chunk of
 ``update``s, ``jax.vmap``-ed over the runs axis. Between chunks, on the host, it writes
-``progress.csv``, TensorBoard events and an orbax checkpoint, checks every metric for NaN/inf, and
-updates the progress bar. With several local devices the runs axis is sharded across them
-(``jax.sharding``), so seeds and settings train in parallel on all of them.
+``progress.csv`` and TensorBoard events, checks every metric for NaN/inf, updates the progress bar
+and, after every ``checkpoint_every``-th chunk and after the last one, saves an orbax checkpoint.
+With several local devices the runs axis is sharded across them (``jax.sharding``), so seeds and
+settings train in parallel on all of them.
+
+Checkpoint policy: every checkpoint holds the whole state (parameters, optimisers, normaliser,
+multiplier, env states, RNG and any replay buffer), never a part of it, so a resume is always
+bit-exact from the checkpoint it starts from. With ``checkpoint_every = K`` a checkpoint is
+written after every K-th chunk and always after the last chunk of the run, so a crash loses at
+most K chunks of training; a resume re-trains them to the same numbers (the ``progress.csv`` rows
+logged after that checkpoint are dropped and written again). A larger K saves the cost of writing
+a large state (a replay buffer) after every chunk, at the price of more training redone after a
+crash.
 """
 
 from __future__ import annotations
@@ -52,7 +62,9 @@ class RunSpec:
     total_steps: env steps per run (rounded up to whole updates).
     overrides: hyper-parameters, ``{name: value or string}``.
     sweep: ``{name: [values]}``; the cartesian product of settings trains as one vmapped program.
-    chunk_iters: updates per compiled chunk (between logs/checkpoints); None picks ~20 chunks.
+    chunk_iters: updates per compiled chunk (between logs); None picks ~20 chunks.
+    checkpoint_every: chunks between checkpoints (the last chunk is always saved); more than 1
+      for a large state, e.g. a replay buffer, that is costly to write after every chunk.
   """
 
   algo: str
@@ -64,6 +76,7 @@ class RunSpec:
   seed_offset: int = 0
   chunk_iters: int | None = None
   env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+  checkpoint_every: int = 1
 
 
 @dataclasses.dataclass
@@ -85,6 +98,8 @@ def plan(spec: RunSpec) -> Plan:
     raise ConfigError(f"--seeds must be >= 1, got {spec.seeds}")
   if spec.total_steps < 1:
     raise ConfigError(f"--total-steps must be >= 1, got {spec.total_steps}")
+  if spec.checkpoint_every < 1:
+    raise ConfigError(f"--checkpoint-every must be >= 1, got {spec.checkpoint_every}")
   agents.check_names(spec.algo, agents.spec(spec.algo).config_cls, spec.sweep)
   agent = agents.make(spec.algo, spec.env, env_options=spec.env_options, **spec.overrides)
   names = sweepable(agent.config)
@@ -233,7 +248,7 @@ def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) 
   """Continues the run in ``run_dir`` from its latest checkpoint (to ``total_steps`` if given).
 
   The result equals an uninterrupted run with the same spec: the whole state (parameters,
-  optimiser, normaliser, multiplier, env states and RNG) is restored.
+  optimiser, normaliser, multiplier, env states, RNG and any replay buffer) is restored.
   """
   p, states, step = load_states(run_dir, total_steps)
   config_path = os.path.join(run_dir, "config.json")
@@ -282,6 +297,8 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
   bar = tqdm(total=p.num_iterations, initial=start, disable=not progress, unit="it",
              desc=f"{p.spec.algo} {p.spec.env}", dynamic_ncols=True, mininterval=1.0)
   iteration = start
+  saved = checkpointer.latest_step()  # the checkpoint a divergence falls back to
+  unsaved = 0  # chunks trained since the last checkpoint
   try:
     while iteration < p.num_iterations:
       length = min(p.chunk_iters, p.num_iterations - iteration)
@@ -298,16 +315,20 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
         i, r, name, value = bad
         if i:
           logger.write({k: v[:, :i] for k, v in metrics.items()})
+        kept = (f"the last good checkpoint (iteration {saved}) in {run_dir}/checkpoints is intact"
+                if saved is not None else f"no checkpoint was written yet in {run_dir}")
         raise TrainingDiverged(
             f"training diverged at iteration {iteration + i + 1} (seed {p.labels[r]['seed']}, "
-            f"setting {p.labels[r]['setting']}): {_divergence_reason(name, value)}; the last good "
-            f"checkpoint (iteration {iteration}) in {run_dir}/checkpoints is intact")
+            f"setting {p.labels[r]['setting']}): {_divergence_reason(name, value)}; {kept}")
       states = new_states
       iteration += length
       train_s += elapsed
       sps = length * per_update * runs / elapsed
       logger.write(metrics)
-      checkpointer.save(iteration, states)
+      unsaved += 1
+      if unsaved == p.spec.checkpoint_every or iteration == p.num_iterations:
+        checkpointer.save(iteration, states)
+        saved, unsaved = iteration, 0
       for k, v in metrics.items():
         history.setdefault(k, []).append(v)
       bar.set_postfix(ret=f"{_latest_mean(history['episode_return']):.3g}",
