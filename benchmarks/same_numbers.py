@@ -18,7 +18,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 #: (agent, env, overrides, updates): small batches so that the whole table takes a few minutes.

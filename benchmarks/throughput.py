@@ -226,7 +226,7 @@ def main():
                       help="C: updates per timed chunk (Brax: per epoch); default: per task, the number "
                            "of L-step raw scans that take about --chunk-seconds (2 to 20)")
   parser.add_argument("--chunk-seconds", type=float, default=2.5)
-  parser.add_argument("--reps", type=int, default=3, help="timed chunks of each of (a), (b), (c)")
+  parser.add_argument("--reps", type=int, default=5, help="timed chunks of each of (a), (b), (c)")
   parser.add_argument("--quick", action="store_true", help="tiny budgets: only checks that it runs")
   args = parser.parse_args()
 
@@ -271,6 +271,8 @@ def main():
     print(f"| {r['task']} | {r['backend']} | {r['C']} | {a:,.0f} | {b:,.0f} | {b2:,.0f} "
           f"| {c:,.0f} | {b / a:.2f} | {b / c:.2f} | {b2 / c:.2f} "
           f"| {r['a']['compile_s']:.0f} / {r['b']['compile_s']:.0f} / {r['c']['compile_s']:.0f} |")
+  print("\nPPO-Lag / Brax PPO training env steps/s (b/c, target >= 1.0): " + ", ".join(
+      f"{r['task']} {r['b']['sps'] / r['c']['sps']:.2f}" for r in rows))
 
 
 if __name__ == "__main__":

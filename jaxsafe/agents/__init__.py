@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from jaxsafe.agents.base import Agent, ConfigError, apply_overrides
 from jaxsafe.envs.core import Env
@@ -103,4 +104,4 @@ def make(name: str, env: str | Env, config=None, env_options: dict | None = None
   return agent_spec.build(train_env, config)
 
 
-__all__ = ["Agent", "ConfigError", "UnknownAgentError", "make", "list_agents", "default_config", "spec"]
+__all__ = ["Agent", "ConfigError", "UnknownAgentError", "default_config", "list_agents", "make", "spec"]

@@ -28,7 +28,8 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

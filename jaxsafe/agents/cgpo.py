@@ -25,8 +25,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam
-from jaxsafe.agents.first_order import (CriticFields, FirstOrder, FirstOrderConfig,
-                                        FirstOrderState, PreviousStep)
+from jaxsafe.agents.first_order import (
+  CriticFields,
+  FirstOrder,
+  FirstOrderConfig,
+  FirstOrderState,
+  PreviousStep,
+)
 from jaxsafe.core import trust_region
 from jaxsafe.core.experience import Transition
 from jaxsafe.core.metrics import prefixed

@@ -31,8 +31,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.on_policy import (ActorCritic, OnPolicyConfig, OnPolicyState, step_metrics,
-                                      with_task_defaults)
+from jaxsafe.agents.on_policy import (
+  ActorCritic,
+  OnPolicyConfig,
+  OnPolicyState,
+  step_metrics,
+  with_task_defaults,
+)
 from jaxsafe.core import ratio_region
 from jaxsafe.core.experience import Transition, finished_episode_means
 from jaxsafe.core.metrics import prefixed

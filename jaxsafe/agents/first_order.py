@@ -21,7 +21,6 @@ rate 1e-3) where it gives a value; the choices it leaves open are in docs/algori
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +44,12 @@ class FirstOrderConfig:
   env steps (whole episodes)."""
 
   num_envs: int = static(128, 1, doc="parallel episodes per iteration (N)")
-  episode_length: Optional[int] = static(None, 1, doc="T (default: the task's horizon)")
+  episode_length: int | None = static(None, 1, doc="T (default: the task's horizon)")
   hidden_sizes: tuple[int, ...] = static((64, 64), doc="hidden layers of actor and critics")
   activation: str = static("tanh", choices=tuple(ACTIVATIONS), doc="hidden activation")
   normalize_observations: bool = static(True, doc="running mean/std observation normalisation")
   log_std_init: float = hparam(-1.0, -5.0, 2.0, doc="initial log std of the policy")
-  cost_limit: Optional[float] = hparam(None, doc="episode cost limit b (default: the task's)")
+  cost_limit: float | None = hparam(None, doc="episode cost limit b (default: the task's)")
 
 
 @config
@@ -75,7 +74,7 @@ class PreviousStep:
   predicted_cost_change: jax.Array
 
   @classmethod
-  def unknown(cls) -> "PreviousStep":
+  def unknown(cls) -> PreviousStep:
     nan = jnp.full((), jnp.nan)
     return cls(nan, nan, nan, nan)
 

@@ -19,7 +19,8 @@ the whole batch (an advantage, CPPO's E-step ratios).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -20,14 +20,20 @@ functions below, tested alone on hand-checkable batches (tests/test_agents.py).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of
-from jaxsafe.agents.on_policy import (ActorCritic, OnPolicyConfig, OnPolicyState, standardize,
-                                      step_metrics, with_task_defaults)
+from jaxsafe.agents.on_policy import (
+  ActorCritic,
+  OnPolicyConfig,
+  OnPolicyState,
+  standardize,
+  step_metrics,
+  with_task_defaults,
+)
 from jaxsafe.core import lagrange
 from jaxsafe.core.experience import finished_episode_means
 from jaxsafe.core.metrics import prefixed

@@ -14,7 +14,13 @@ import jax
 import optax
 
 from jaxsafe.agents.base import Agent, config, hparam
-from jaxsafe.agents.first_order import CriticFields, FirstOrder, FirstOrderConfig, FirstOrderState, adam
+from jaxsafe.agents.first_order import (
+  CriticFields,
+  FirstOrder,
+  FirstOrderConfig,
+  FirstOrderState,
+  adam,
+)
 from jaxsafe.core import lagrange, trust_region
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env

@@ -6,7 +6,8 @@ critic trained apart from the policy (the off-policy agents' Q-functions).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,8 @@ replay buffer that never needs it: nothing is stored for them.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -109,7 +109,7 @@ class WorldModel:
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-  def train(self, state: "ModelState", stats: normalize.RunningStats,
+  def train(self, state: ModelState, stats: normalize.RunningStats,
             tx: optax.GradientTransformation, key: jax.Array, num_steps: int, sample,
             loss: str = "one_step", weights=None):
     """``num_steps`` Adam steps, each on ``sample(buffer, key)`` from the state's buffer;
