@@ -4,8 +4,9 @@ The usual stack, built by ``envs.make(id, num_envs=N, auto_reset=True)``, is::
 
     EpisodeStats(VmapAutoReset(TimeLimit(task), N))
 
-which gives the same numbers as ``VmapWrapper(EpisodeStats(AutoReset(TimeLimit(task))), N)`` but
-computes fresh episodes only on steps where one is due (see ``VmapAutoReset``).
+which behaves as ``VmapWrapper(EpisodeStats(AutoReset(TimeLimit(task))), N)`` (every episode
+starts from its own fresh s_0 ~ rho_0) but computes the fresh initial states ahead, a batch at a
+time (see ``VmapAutoReset``).
 
 ``TimeLimit`` ends episodes at the finite horizon T and marks truncation, ``AutoReset`` replaces a
 finished episode's state with a freshly sampled initial state (a new s_0 ~ rho_0, not a replay of
@@ -93,16 +94,29 @@ def _start_new_episodes(state: State, fresh: State, done: jax.Array) -> State:
 
 
 class VmapAutoReset(Wrapper):
-  """``num_envs`` auto-resetting copies of the env that pay for resets only when one is due.
+  """``num_envs`` auto-resetting copies of the env whose fresh episodes come from a pool.
 
-  The same numbers as ``VmapWrapper(AutoReset(env), num_envs)`` (each copy draws the same reset
-  keys and starts the same fresh episodes), but the batch of fresh initial states is computed
-  under ``lax.cond(any(done))``: a step on which no episode ends costs one ``step``, not a
-  ``step`` and a ``reset``. With a fixed horizon and no early termination (the navigation tasks:
-  every copy ends at step T together) that is one reset per T steps. Under an outer ``vmap``
-  (seeds in parallel) JAX turns the cond into a select and both branches run, which costs what
-  ``VmapWrapper(AutoReset(env))`` costs.
+  Every new episode starts from its own fresh s_0 ~ rho_0, as under ``AutoReset``, but the
+  initial states are computed ahead, ``num_envs`` at a time, into ``info["reset_pool"]``; an env
+  whose episode ends takes the next unused pool entry (``info["pool_cursor"]``, the same in every
+  row), and the pool is refilled in one batched reset only when a step needs more entries than
+  are left. A step then costs one ``step`` plus a gather where episodes end, and the resets cost
+  one batched reset per ``num_envs`` episodes, whatever the pattern of ends. Computing a whole
+  batch of fresh states on every step where any episode ends (the previous design) cost 30% of
+  stepping on CartPole, where a few of 256 envs end on most steps (docs/benchmarks.md,
+  "Throughput"). With a fixed horizon (every copy ends at step T together) it is one refill per
+  T steps, as before.
+
+  Randomness: a refill splits each row's ``info["rng"]`` into the row's next rng and the reset key
+  of pool entry i; the entry is used by whichever env finishes in order (env index order within a
+  step), so a run is fixed by its reset key. A pool entry is used once; the entries left unused
+  at a refill are dropped. Under an outer ``vmap`` (seeds in parallel) JAX turns the conds into
+  selects, so the refill runs on every step, which costs what a per-env ``AutoReset`` costs plus
+  the gather.
   """
+
+  #: info keys of the pool's own bookkeeping (not part of the episode interface).
+  POOL_INFO_KEYS = ("reset_pool", "pool_cursor")
 
   def __init__(self, env: Env, num_envs: int):
     super().__init__(env)
@@ -112,19 +126,34 @@ class VmapAutoReset(Wrapper):
     self._auto_reset = AutoReset(env)
 
   def reset(self, key: jax.Array) -> State:
-    return jax.vmap(self._auto_reset.reset)(jax.random.split(key, self.num_envs))
+    state = jax.vmap(self._auto_reset.reset)(jax.random.split(key, self.num_envs))
+    return self._refill(state)
+
+  def _refill(self, state: State) -> State:
+    """``state`` with a fresh pool of ``num_envs`` initial states and the cursor at 0."""
+    keys = jax.vmap(jax.random.split)(state.info["rng"])
+    pool = jax.vmap(self.env.reset)(keys[:, 1])
+    cursor = jnp.zeros((self.num_envs,), jnp.int32)
+    return state.replace(info={**state.info, "rng": keys[:, 0], "reset_pool": pool,
+                               "pool_cursor": cursor})
 
   def step(self, state: State, action: jax.Array) -> State:
-    keys = jax.vmap(jax.random.split)(state.info["rng"])
-    rng, reset_key = keys[:, 0], keys[:, 1]
     stepped = jax.vmap(self.env.step)(state, action)
     done = stepped.done > 0.5
 
     def start_new_episodes(s: State) -> State:
-      return jax.vmap(_start_new_episodes)(s, jax.vmap(self.env.reset)(reset_key), done)
+      count = done.sum(dtype=jnp.int32)
+      s = jax.lax.cond(s.info["pool_cursor"][0] + count > self.num_envs, self._refill,
+                       lambda s: s, s)
+      # The k-th finished env (in index order) takes pool entry cursor + k.
+      source = s.info["pool_cursor"][0] + jnp.cumsum(done, dtype=jnp.int32) - 1
+      source = jnp.clip(source, 0, self.num_envs - 1)
+      fresh = jax.tree_util.tree_map(lambda x: x[source], s.info["reset_pool"])
+      new = jax.vmap(_start_new_episodes)(s, fresh, done)
+      return new.replace(info={**new.info, "pool_cursor": s.info["pool_cursor"] + count})
 
     new = jax.lax.cond(jnp.any(done), start_new_episodes, lambda s: s, stepped)
-    return new.replace(info={**new.info, "rng": rng, "final_obs": stepped.obs})
+    return new.replace(info={**new.info, "final_obs": stepped.obs})
 
 
 class EpisodeStats(Wrapper):

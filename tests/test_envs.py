@@ -372,27 +372,45 @@ class TestEpisodeStats:
     np.testing.assert_allclose(s.info["episode_return"][3], s.reward.sum(0), rtol=1e-5)
 
 
-  @pytest.mark.parametrize("outer_vmap", [False, True])
-  def test_vmap_auto_reset_equals_the_per_env_stack(self, outer_vmap):
-    """EpisodeStats(VmapAutoReset) gives VmapWrapper(EpisodeStats(AutoReset))'s numbers, bit for
-    bit, with and without an outer vmap (seeds; its cond then runs as a select)."""
-    task = TimeLimit(FunctionEnv(), episode_length=3)
-    fast = EpisodeStats(VmapAutoReset(task, 4))
-    slow = VmapWrapper(EpisodeStats(AutoReset(task)), 4)
-    actions = jnp.linspace(-1.0, 1.0, 7 * 4).reshape(7, 4, 1)
+  @staticmethod
+  def _staggered_starts(env, key, steps=13):
+    """Rolls 8 envs (T = 4, step counters started at 0..3, so 1-4 episodes end per step) and
+    returns (the stacked states, every episode's first obs: the 8 at reset, then each restart)."""
+    offsets = jnp.array([0, 1, 2, 3, 3, 2, 0, 1], jnp.int32)
+    start = env.reset(key)
+    start = start.replace(info={**start.info, "steps": start.info["steps"] + offsets})
+    actions = jnp.linspace(-1.0, 1.0, steps * 8).reshape(steps, 8, 1)
+    return start.obs, _scan_rollout(env, start, actions)[1]
 
-    def rollout(env, key):
-      return _scan_rollout(env, env.reset(key), actions)[1]
+  def test_vmap_auto_reset_starts_every_episode_fresh(self):
+    """Every episode starts from its own draw of rho_0: 8 + 26 episode starts over 13 steps
+    (more than the pool of 8, so it is refilled several times), all different, all in the
+    support of rho_0, with the EpisodeStats and step counters restarted."""
+    task = TimeLimit(FunctionEnv(), episode_length=4)
+    env = EpisodeStats(VmapAutoReset(task, 8))
+    first, s = jax.jit(lambda k: self._staggered_starts(env, k))(jax.random.PRNGKey(5))
+    done = np.asarray(s.done) > 0.5
+    starts = np.concatenate([np.asarray(first)[:, 0], np.asarray(s.obs)[done][:, 0]])
+    assert done.sum() == 26 and len(np.unique(starts)) == len(starts)
+    assert np.all(np.abs(starts) <= task.unwrapped.init_range)
+    np.testing.assert_array_equal(np.asarray(s.info["steps"])[done], 0)
+    np.testing.assert_array_equal(np.asarray(s.info["running_length"])[done], 0.0)
+    # The finished step's own transition is kept: final_obs is where the episode ended.
+    ended = np.asarray(s.info["final_obs"])[done][:, 0]
+    assert not np.isin(ended, starts).any()
 
+  def test_vmap_auto_reset_is_the_same_under_an_outer_vmap(self):
+    """Seeds in parallel (the conds run as selects) give each seed's own episodes (to float
+    rounding: the vmapped program may fuse the task's arithmetic differently)."""
+    env = EpisodeStats(VmapAutoReset(TimeLimit(FunctionEnv(), episode_length=4), 8))
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    if outer_vmap:
-      a, b = (jax.jit(jax.vmap(lambda k, e=e: rollout(e, k)))(keys) for e in (fast, slow))
-    else:
-      a, b = (jax.jit(lambda k, e=e: rollout(e, k))(keys[0]) for e in (fast, slow))
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert float(np.asarray(a.done).sum()) > 0          # episodes ended and restarted
+    batched = jax.jit(jax.vmap(lambda k: self._staggered_starts(env, k)))(keys)
+    for i in range(2):
+      alone = jax.jit(lambda k: self._staggered_starts(env, k))(keys[i])
+      for x, y in zip(jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(batched),
+                      strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y)[i], rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(np.asarray(batched[0][0]), np.asarray(batched[0][1]))
 
 
 class TestVmapAndBlockGradient:

@@ -161,7 +161,7 @@ def compile_chunk(agent: Agent, states, length: int):
 
   def one_run(states):
     # A single run is indexed rather than vmapped: under vmap a lax.cond whose predicate is
-    # batched runs both branches, which would undo VmapAutoReset's reset-only-when-due.
+    # batched runs both branches, which would refill VmapAutoReset's reset pool on every step.
     out = chunk(jax.tree_util.tree_map(lambda x: x[0], states))
     return jax.tree_util.tree_map(lambda x: x[None], out)
 
