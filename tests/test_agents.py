@@ -94,24 +94,82 @@ def test_trust_region_step_by_hand():
   c <= 0, so the whole ball is feasible (case b) and d = sqrt(delta) g / |g| = (0.01, 0)."""
   hp = cgpo.CGPOConfig(cost_limit=25.0)
   g, q = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
-  sol, radius, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4),
-                                                PreviousStep.unknown(), hp)
+  sol, radius, _, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4),
+                                                   PreviousStep.unknown(), hp)
   np.testing.assert_allclose(np.asarray(sol.step), [0.01, 0.0], atol=1e-7)
   assert int(sol.case) == trust_region.FEASIBLE and float(radius) == pytest.approx(1e-4)
   assert np.isnan(float(metrics["rho"]))  # nothing measured before the first step
   # The last step predicted +0.01 of return and +0.5 of cost; 0.01 and 0.5 were measured: rho =
   # 1, zeta = |25 - 15| / 0.5 = 20, both >= eta_2, so the radius grows by beta_2 first.
   previous = PreviousStep(*map(jnp.asarray, (9.99, 14.5, 0.01, 0.5)))
-  sol, radius, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4), previous, hp)
+  sol, radius, _, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4), previous,
+                                                   hp)
   assert float(radius) == pytest.approx(1.25e-4)
   np.testing.assert_allclose(float(metrics["rho"]), 1.0, rtol=1e-3)
   np.testing.assert_allclose(float(metrics["zeta"]), 20.0, rtol=1e-3)
   np.testing.assert_allclose(np.asarray(sol.step), [np.sqrt(1.25e-4), 0.0], rtol=1e-5)
-  # Infeasible beyond the ball (J_C = 35): recovery along -q.
-  sol, _, _ = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4), PreviousStep.unknown(),
-                                     hp)
+  # Infeasible beyond the ball (J_C = 35): recovery along -q (Eq. 33, no weight given).
+  sol, _, _, _ = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4),
+                                        PreviousStep.unknown(), hp)
   assert int(sol.case) == trust_region.RECOVERY
   np.testing.assert_allclose(np.asarray(sol.step), [0.0, -0.01], atol=1e-7)
+
+
+def test_elastic_recovery_step_by_hand():
+  """The elastic step (Sl1QP) on the infeasible case only: with unit u = g/|g|, v = q/|q|,
+  d = sqrt(delta) (u - mu v) / |u - mu v|; g = (3, 0), q = (0, 2) (so u = (1, 0), v = (0, 1)) and
+  mu = 1 give d = 0.01 (1, -1) / sqrt(2); as mu grows d tends to Eq. 33's -0.01 v."""
+  g, q, delta = jnp.array([3.0, 0.0]), jnp.array([0.0, 2.0]), jnp.asarray(1e-4)
+  sol = trust_region.solve(g, q, jnp.asarray(10.0), delta, 1.0)
+  assert int(sol.case) == trust_region.RECOVERY
+  np.testing.assert_allclose(np.asarray(sol.step), 0.01 * np.array([1.0, -1.0]) / np.sqrt(2),
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(sol.predicted_constraint), 10.0 - 2 * 0.01 / np.sqrt(2),
+                             rtol=1e-6)
+  # mu = 3: (1, -3) / sqrt(10); then the distance to Eq. 33 shrinks like 1 / mu.
+  sol = trust_region.solve(g, q, jnp.asarray(10.0), delta, 3.0)
+  np.testing.assert_allclose(np.asarray(sol.step), 0.01 * np.array([1.0, -3.0]) / np.sqrt(10),
+                             rtol=1e-6)
+  paper = np.array([0.0, -0.01])
+  gaps = [np.linalg.norm(np.asarray(trust_region.solve(g, q, jnp.asarray(10.0), delta, mu).step)
+                         - paper) for mu in (1.0, 10.0, 100.0, 1e4)]
+  assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False)) and gaps[-1] < 1e-5
+  np.testing.assert_allclose(gaps[2], 0.01 / 100, rtol=1e-3)  # |d - d_33| ~ sqrt(delta) / mu
+  # Not used outside the infeasible case: feasible (c = -10) and partial (c = 0.005) steps are
+  # the same with and without a weight.
+  for c in (-10.0, 0.005):
+    with_mu = trust_region.solve(g, q, jnp.asarray(c), delta, 1.0)
+    without = trust_region.solve(g, q, jnp.asarray(c), delta)
+    assert int(with_mu.case) != trust_region.RECOVERY
+    np.testing.assert_array_equal(np.asarray(with_mu.step), np.asarray(without.step))
+
+
+def test_recovery_weight_update_by_hand():
+  """After a step that started infeasible (J_C = 30 > b = 25) and predicted a cost change of -1:
+  mu doubles when the cost fell by at least eta_1 = 0.25 of that, halves when it rose, stays in
+  between; it also stays after a feasible start or before the first measurement, and grows when a
+  predicted rise came true (mu too small to bring the cost down)."""
+  hp = cgpo.CGPOConfig(cost_limit=25.0)  # eta_1 = 0.25, growth 2
+  mu = jnp.asarray(4.0)
+
+  def after(cost_before, predicted, cost_now):
+    previous = PreviousStep(*map(jnp.asarray, (10.0, cost_before, 0.01, predicted)))
+    return float(cgpo.recovery_weight_update(mu, hp, previous, jnp.asarray(cost_now)))
+
+  assert after(30.0, -1.0, 29.0) == 8.0  # fell as predicted
+  assert after(30.0, -1.0, 30.5) == 2.0  # rose though predicted to fall
+  assert after(30.0, -1.0, 29.9) == 4.0  # fell by 0.1 of the prediction
+  assert after(20.0, -1.0, 30.5) == 4.0  # started feasible
+  assert after(float("nan"), float("nan"), 30.5) == 4.0  # nothing measured yet
+  assert after(30.0, 0.5, 30.5) == 8.0  # the predicted rise came true
+  # Through trust_region_step: the updated weight shapes this iteration's recovery step.
+  g, q = jnp.array([3.0, 0.0]), jnp.array([0.0, 2.0])
+  previous = PreviousStep(*map(jnp.asarray, (10.0, 36.0, 0.01, -0.5)))
+  sol, _, weight, metrics = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4), previous,
+                                                   hp, jnp.asarray(0.5))
+  assert float(weight) == 1.0 and float(metrics["recovery_weight"]) == 1.0  # fell 1 of 0.5: grow
+  np.testing.assert_allclose(np.asarray(sol.step), 0.01 * np.array([1.0, -1.0]) / np.sqrt(2),
+                             rtol=1e-6)
 
 
 def test_lagrangian_gradient_step_by_hand():

@@ -52,6 +52,19 @@ def test_cgpo_update_is_one_jitted_iteration(cgpo_run):
                              history[2]["cgpo/predicted_return_change"], rtol=1e-6)
 
 
+def test_elastic_recovery_runs_and_adapts_its_weight():
+  """``recovery=elastic`` (opt-in) carries mu in the state and logs it: on ``function`` (J_C > b
+  at the start) the first steps are recoveries, mu starts at 1 and moves by factors of 2 only."""
+  agent = agents.make("cgpo", "function", recovery="elastic", **SMALL)
+  state, history = _train(agent, 4)
+  weights = np.array([m["cgpo/recovery_weight"] for m in history])
+  assert float(state.recovery_weight) == weights[-1] and weights[0] == 1.0
+  np.testing.assert_allclose(np.log2(weights), np.round(np.log2(weights)), atol=1e-6)
+  assert int(history[0]["cgpo/case"]) == trust_region.RECOVERY
+  assert all(np.isfinite(m["episode_return"]) for m in history)
+  assert agents.make("cgpo", "function", **SMALL).init(jax.random.PRNGKey(0)).recovery_weight is None
+
+
 def test_same_seed_same_numbers(cgpo_run):
   agent, _, history = cgpo_run
   _, again = _train(agent, 2)

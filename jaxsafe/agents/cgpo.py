@@ -10,7 +10,10 @@ Dai et al. (2024), Algorithm 1. One ``update``:
    zeta_k = |b - J_C(theta_{k+1})| / |J_C(theta_{k+1}) - J_C(theta_k)|, both evaluated when
    theta_{k+1}'s episodes are measured, i.e. at the start of iteration k+1; then the sub-problem
    of Eq. 10 with c_k = J_C - b in closed form (``core.trust_region``: Theorem 5.1,
-   Corollary 5.2, Algorithm 2).
+   Corollary 5.2, Algorithm 2). Where no point of the ball is feasible, ``recovery="paper"``
+   (default) steps along -q (Eq. 33); ``recovery="elastic"`` takes the exact-penalty step
+   d ~ u - mu v (u, v the unit g and q) with an adaptive weight mu (``recovery_weight_update``),
+   which tends to Eq. 33 as mu -> inf (docs/algorithms.md, "Infeasible starts").
 4. The critics on TD(lambda) targets (Eq. 66-68), the observation statistics.
 
 Defaults: Table 4 of the paper (CartPole column: radius 1e-3 in [1e-4, 1e-2], beta 0.8 / 1.25);
@@ -24,7 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxsafe.agents.base import Agent, config, hparam
+from jaxsafe.agents.base import Agent, config, hparam, static
 from jaxsafe.agents.first_order import (
   CriticFields,
   FirstOrder,
@@ -38,6 +41,11 @@ from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
 
 _TINY = 1e-12
+#: the infeasible-case steps: Eq. 33 as published, or the elastic (exact-penalty) step.
+RECOVERY_RULES = ("paper", "elastic")
+#: the elastic weight's range: at 1e6 its step is Eq. 33 to float32 precision, at 1e-6 the
+#: reward's ascent direction.
+RECOVERY_WEIGHT_BOUNDS = (1e-6, 1e6)
 
 
 @config
@@ -51,6 +59,14 @@ class TrustRegionFields:
   beta_2: float = hparam(1.25, 1.0, None, doc="radius growth factor (Eq. 18)")
   eta_1: float = hparam(0.25, 0.0, 1.0, doc="shrink when rho or zeta is below this")
   eta_2: float = hparam(0.75, 0.0, None, doc="grow when rho and zeta reach this")
+  recovery: str = static("paper", choices=RECOVERY_RULES,
+                         doc="step when no point of the ball is feasible: 'paper' (Eq. 33, "
+                             "-q) or 'elastic' (exact penalty, docs/algorithms.md)")
+  recovery_weight_init: float = hparam(1.0, 0.0, None, doc="elastic recovery: initial "
+                                       "penalty weight mu (1: bisect g and -q)")
+  recovery_weight_growth: float = hparam(2.0, 1.0, None, doc="elastic recovery: factor by "
+                                         "which mu grows when q predicted the cost change, "
+                                         "and shrinks when the cost rose instead of falling")
 
 
 @config
@@ -67,11 +83,33 @@ def radius_update(radius, hp, rho, zeta):
                    jnp.where(grow, jnp.minimum(hp.beta_2 * radius, hp.delta_upper), radius))
 
 
+def recovery_weight_update(weight, hp, previous: PreviousStep, episode_cost):
+  """The elastic recovery's mu, from how the last step that started infeasible (J_C > b) changed
+  J_C against the change its linear model q.d predicted. It grows by ``recovery_weight_growth``
+  when the prediction held (measured / predicted >= eta_1: lean on q more, towards Eq. 33) and
+  shrinks by it when the cost rose though predicted to fall (q is wrong at this scale, e.g. on
+  CartPole, where moving along -q ends episodes sooner and so adds fewer cost terms: lean on g).
+  Otherwise, after a feasible start, or before the first step, mu stays. No per-task scale: mu
+  weighs unit vectors (``core.trust_region``)."""
+  predicted = previous.predicted_cost_change
+  measured = episode_cost - previous.episode_cost
+  ratio = measured / jnp.where(jnp.abs(predicted) > _TINY, predicted, jnp.nan)
+  started_infeasible = previous.episode_cost > hp.cost_limit  # False while it is NaN
+  grow = started_infeasible & (ratio >= hp.eta_1)
+  shrink = started_infeasible & (predicted < 0) & (measured > 0)
+  return jnp.where(grow, jnp.minimum(weight * hp.recovery_weight_growth, RECOVERY_WEIGHT_BOUNDS[1]),
+                   jnp.where(shrink, jnp.maximum(weight / hp.recovery_weight_growth,
+                                                 RECOVERY_WEIGHT_BOUNDS[0]), weight))
+
+
 def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
-                      episode_cost: jax.Array, radius: jax.Array, previous: PreviousStep, hp):
+                      episode_cost: jax.Array, radius: jax.Array, previous: PreviousStep, hp,
+                      recovery_weight: jax.Array | None = None):
   """Eq. 18 from what the last step predicted and what was measured since, then Eq. 10.
 
-  ``g``, ``q`` are flat; returns (``trust_region.Solution``, the new radius, metrics).
+  ``g``, ``q`` are flat; ``recovery_weight`` (None: Eq. 33) is the elastic recovery's mu before
+  this iteration's measurement. Returns (``trust_region.Solution``, the new radius, the new
+  recovery weight or None, metrics).
   """
   measured_return_change = episode_return - previous.episode_return
   measured_cost_change = episode_cost - previous.episode_cost
@@ -84,27 +122,42 @@ def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
                    / jnp.maximum(jnp.abs(measured_cost_change), _TINY), jnp.inf)
   has_previous = ~jnp.isnan(previous.episode_return)
   radius = jnp.where(has_previous, radius_update(radius, hp, rho, zeta), radius)
-  solution = trust_region.solve(g, q, episode_cost - hp.cost_limit, radius)
-  metrics = {"radius": radius, "case": solution.case.astype(jnp.float32),
+  weight_metrics = {}
+  if recovery_weight is not None:
+    recovery_weight = recovery_weight_update(recovery_weight, hp, previous, episode_cost)
+    weight_metrics = {"recovery_weight": recovery_weight}
+  solution = trust_region.solve(g, q, episode_cost - hp.cost_limit, radius,
+                                jnp.inf if recovery_weight is None else recovery_weight)
+  metrics = {"radius": radius, **weight_metrics, "case": solution.case.astype(jnp.float32),
              "rho": jnp.where(has_previous, rho, jnp.nan),
              "zeta": jnp.where(has_previous, jnp.minimum(zeta, 1e6), jnp.nan),
              "trust_lambda": solution.lam, "trust_nu": solution.nu,
              # 0 when g, q, c or the radius were not finite (zero step): the runner stops on it.
              "trust_region_inputs_finite": solution.ok.astype(jnp.float32)}
-  return solution, radius, metrics
+  return solution, radius, recovery_weight, metrics
+
+
+def trust_region_init(config: TrustRegionFields) -> dict:
+  """``FirstOrder.init``'s extra state of CGPO and MB-CGPO: the radius and, for the elastic
+  recovery, its weight mu."""
+  extra = {"radius": lambda hp, *_: jnp.asarray(hp.delta_init, jnp.float32)}
+  if config.recovery == "elastic":
+    extra["recovery_weight"] = lambda hp, *_: jnp.asarray(hp.recovery_weight_init, jnp.float32)
+  return extra
 
 
 def trust_region_update(fo: FirstOrder, state: FirstOrderState, g, q, episodes: Transition,
                         k_critic: jax.Array, **changes):
   """Steps 3-4 of CGPO and MB-CGPO from the gradients (pytrees) and the measured episodes."""
   g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
-  solution, radius, step_metrics = trust_region_step(
+  solution, radius, weight, step_metrics = trust_region_step(
       g_flat, q_flat, episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean(), state.radius,
-      state.previous, state.hparams)
+      state.previous, state.hparams, state.recovery_weight)
   actor = trust_region.apply_step(state.params["actor"], solution.step)
   predicted = (solution.predicted_objective, q_flat @ solution.step)
   state, metrics, own = fo.finish(state, episodes, k_critic, g_flat, q_flat, solution.step,
-                                  predicted, actor=actor, radius=radius, **changes)
+                                  predicted, actor=actor, radius=radius,
+                                  recovery_weight=weight, **changes)
   return state, {**metrics, **prefixed(fo.name, {**own, **step_metrics})}
 
 
@@ -113,7 +166,7 @@ def make_cgpo(env: Env, config: CGPOConfig, name: str = "cgpo") -> Agent:
   fo = FirstOrder(env, config, name)
 
   def init(key: jax.Array, hparams=None) -> FirstOrderState:
-    return fo.init(key, hparams, radius=lambda hp, *_: jnp.asarray(hp.delta_init, jnp.float32))
+    return fo.init(key, hparams, **trust_region_init(config))
 
   def update(state: FirstOrderState):
     rng, k_reset, k_policy, _, _, k_critic = jax.random.split(state.rng, 6)

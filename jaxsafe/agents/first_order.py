@@ -89,6 +89,7 @@ class FirstOrderState:
   iteration: jax.Array
   critic_opt_state: optax.OptState | None = None
   radius: jax.Array | None = None  # cgpo, mb-cgpo: the squared trust-region radius delta hat
+  recovery_weight: jax.Array | None = None  # cgpo, mb-cgpo with the elastic recovery: its mu
   actor_opt_state: optax.OptState | None = None  # shac-lag, bptt-lag
   lagrange: lagrange.LagrangeState | None = None  # shac-lag, bptt-lag
   model: ModelState | None = None  # mb-cgpo

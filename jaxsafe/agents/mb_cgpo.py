@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.cgpo import CGPOConfig, trust_region_update
+from jaxsafe.agents.cgpo import CGPOConfig, trust_region_init, trust_region_update
 from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
 from jaxsafe.core import replay
 from jaxsafe.core.experience import Transition, flatten_steps
@@ -58,8 +58,7 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
                       buffer=replay.init(example, config.buffer_capacity))
 
   def init(key: jax.Array, hparams=None) -> FirstOrderState:
-    return fo.init(key, hparams, model=init_model,
-                   radius=lambda hp, *_: jnp.asarray(hp.delta_init, jnp.float32))
+    return fo.init(key, hparams, model=init_model, **trust_region_init(config))
 
   def update(state: FirstOrderState):
     hp, stats = state.hparams, state.obs_stats

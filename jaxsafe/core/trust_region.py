@@ -8,11 +8,23 @@ Eq. 9-10 ask for the step
 Theorem 5.1 and Corollary 5.2 split it into three cases (Fig. 2, App. A.2.2):
 
   RECOVERY (a)  c^2 / q.q > delta and c > 0: no point of the ball is feasible (unsolvable);
-                step along the steepest descent of the cost, d = -sqrt(delta) q / |q| (Eq. 33).
+                step along the steepest descent of the cost, d = -sqrt(delta) q / |q| (Eq. 33),
+                or, given a finite ``recovery_weight`` mu, the elastic step below.
   FEASIBLE (b)  c^2 / q.q > delta and c <= 0: the whole ball is feasible; d = sqrt(delta) g / |g|
                 (Eq. 34).
   PARTIAL  (c)  otherwise: the KKT system Eq. 11-15, solved for the dual variables (lambda*, nu*)
                 by Algorithm 2 (Eq. 40-46), and d = (g - nu* q) / lambda* (Eq. 40, 47).
+
+Elastic recovery (an exact-penalty / Sl1QP step; our addition, docs/algorithms.md). With the
+objective and the constraint each scaled by its gradient's norm (which changes neither the
+feasible set nor the KKT points), the exact-penalty sub-problem is
+
+    min_d  -g.d / |g| + mu (c + q.d)_+ / |q|   s.t.   d.d <= delta.
+
+In case (a) the whole ball has c + q.d > 0, so the penalty is linear there and the minimiser is
+d = sqrt(delta) (u - mu v) / |u - mu v| with u = g / |g|, v = q / |q|. It tends to Eq. 33 as
+mu -> inf; at mu = 1 it bisects "more return" and "less cost", and for any mu >= 1 the linear model
+predicts a cost decrease (v.d < 0). Cases (b) and (c) are unchanged.
 
 ``solve`` is branch-free (every case is computed and one is selected with ``jnp.where``), so it
 jits and vmaps, in float32 and float64. Case (c) is Algorithm 2 rewritten in a form that cannot
@@ -92,7 +104,8 @@ def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
   return jnp.where(num > 0, jnp.minimum(num / jnp.maximum(den, finfo.tiny), finfo.max), 0)
 
 
-def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solution:
+def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array,
+          recovery_weight: jax.Array | float = float("inf")) -> Solution:
   """Solves max_d g.d s.t. c + q.d <= 0, d.d <= delta (Eq. 10) for flat vectors g, q.
 
   Args:
@@ -100,6 +113,8 @@ def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solutio
     q: constraint gradient, shape [n].
     c: scalar J_C - b (positive: the current policy violates the constraint).
     delta: squared trust-region radius (the paper's delta hat), >= 0.
+    recovery_weight: mu of the elastic recovery step in case (a); inf (the default) gives the
+      paper's Eq. 33.
 
   Returns:
     A ``Solution``; see the module docstring for the cases and the degenerate inputs.
@@ -130,6 +145,13 @@ def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array) -> Solutio
   case = jnp.where(separated, jnp.where(c > 0, RECOVERY, FEASIBLE), PARTIAL).astype(jnp.int32)
 
   recovery = -radius * v  # Eq. 33 (zero when q = 0)
+  mu = jnp.asarray(recovery_weight, dtype)
+  elastic_dir = u - jnp.where(jnp.isfinite(mu), mu, 0) * v
+  elastic_norm = _norm(elastic_dir)
+  # mu = inf is Eq. 33; so is u - mu v = 0 (g = q direction at mu = 1), where no elastic
+  # direction exists, and q = 0 keeps its zero step.
+  use_elastic = jnp.isfinite(mu) & (elastic_norm > 0) & (q_norm > 0)
+  recovery = jnp.where(use_elastic, radius * _unit(elastic_dir, elastic_norm), recovery)
   ascent = radius * u  # Eq. 34 (zero when g = 0)
 
   # Case (c), Algorithm 2. With r = g.g, s = g.q, t = q.q, maximising the dual over nu (Eq. 42)
