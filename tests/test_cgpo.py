@@ -52,6 +52,7 @@ def test_cgpo_update_is_one_jitted_iteration(cgpo_run):
                              history[2]["cgpo/predicted_return_change"], rtol=1e-6)
 
 
+@pytest.mark.slow  # 28 s of compile; the step and the weight rule are unit-tested in test_agents
 def test_elastic_recovery_runs_and_adapts_its_weight():
   """``recovery=elastic`` (opt-in) carries mu in the state and logs it: on ``function`` (J_C > b
   at the start) the first steps are recoveries, mu starts at 1 and moves by factors of 2 only."""
