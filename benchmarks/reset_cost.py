@@ -22,6 +22,7 @@ import time
 import warnings
 
 import jax
+from runs import random_action_chunk
 
 warnings.filterwarnings("ignore")
 
@@ -41,18 +42,7 @@ def build(kind: str, env_id: str, num_envs: int):
     env = envs.make(env_id, num_envs=num_envs, auto_reset=kind == "jaxsafe")
     state = jax.jit(env.reset)(jax.random.PRNGKey(0))
 
-  def chunk(carry):
-    state, key = carry
-
-    def body(state, k):
-      action = jax.random.uniform(k, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
-      state = env.step(state, action)
-      return state, (state.reward.sum(), state.done.sum())
-
-    key, sub = jax.random.split(key)
-    state, (reward, ends) = jax.lax.scan(body, state, jax.random.split(sub, LENGTH))
-    return (state, key), (reward.sum(), ends.sum())
-
+  chunk = random_action_chunk(env, num_envs, LENGTH)
   compiled = jax.jit(chunk, donate_argnums=0)
   carry, out = compiled((state, jax.random.PRNGKey(1)))
   jax.block_until_ready(out)

@@ -1,5 +1,5 @@
 """What the multi-algorithm benchmarks share: train each algorithm's seeds as one runner program
-and read its curves back; print a markdown table."""
+and read its curves back; print a markdown table; step a batched env under random actions."""
 
 from __future__ import annotations
 
@@ -29,3 +29,23 @@ def print_table(header: list[str], rows: list[str]) -> None:
   print("\n| " + " | ".join(header) + " |")
   print("|---|" + "---:|" * (len(header) - 1))
   print("\n".join(rows))
+
+
+def random_action_chunk(env, num_envs: int, steps: int):
+  """``(state, key) -> ((state, key), (reward sum, number of episode ends))``: ``steps`` steps of
+  the batched ``env`` under uniform random actions in [-1, 1], as one ``lax.scan`` to jit."""
+  import jax
+
+  def chunk(carry):
+    state, key = carry
+
+    def body(state, k):
+      action = jax.random.uniform(k, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+      state = env.step(state, action)
+      return state, (state.reward.sum(), state.done.sum())
+
+    key, sub = jax.random.split(key)
+    state, (reward, ends) = jax.lax.scan(body, state, jax.random.split(sub, steps))
+    return (state, key), (reward.sum(), ends.sum())
+
+  return chunk

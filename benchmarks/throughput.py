@@ -52,6 +52,7 @@ import time
 import warnings
 
 import jax
+from runs import random_action_chunk
 
 warnings.filterwarnings("ignore")
 
@@ -100,15 +101,7 @@ def raw_timer(env_id: str, num_envs: int, steps: int) -> tuple[Timer, float]:
   env = envs.make(env_id, num_envs=num_envs, auto_reset=True)
   state = jax.jit(env.reset)(jax.random.PRNGKey(0))
 
-  def run(carry):
-    state, key = carry
-    def body(state, k):
-      action = jax.random.uniform(k, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
-      state = env.step(state, action)
-      return state, state.cost.sum()
-    key, sub = jax.random.split(key)
-    state, costs = jax.lax.scan(body, state, jax.random.split(sub, steps))
-    return (state, key), costs.sum()
+  run = random_action_chunk(env, num_envs, steps)
 
   carry = (state, jax.random.PRNGKey(1))
   t0 = time.perf_counter()
