@@ -147,8 +147,8 @@ def test_elastic_recovery_step_by_hand():
 def test_recovery_weight_update_by_hand():
   """After a step that started infeasible (J_C = 30 > b = 25) and predicted a cost change of -1:
   mu doubles when the cost fell by at least eta_1 = 0.25 of that, halves when it rose, stays in
-  between; it also stays after a feasible start or before the first measurement, and grows when a
-  predicted rise came true (mu too small to bring the cost down)."""
+  between; it returns to mu_0 = 1 after a feasible start, stays before the first measurement, and
+  grows when a predicted rise came true (mu too small to bring the cost down)."""
   hp = cgpo.CGPOConfig(cost_limit=25.0)  # eta_1 = 0.25, growth 2
   mu = jnp.asarray(4.0)
 
@@ -159,7 +159,7 @@ def test_recovery_weight_update_by_hand():
   assert after(30.0, -1.0, 29.0) == 8.0  # fell as predicted
   assert after(30.0, -1.0, 30.5) == 2.0  # rose though predicted to fall
   assert after(30.0, -1.0, 29.9) == 4.0  # fell by 0.1 of the prediction
-  assert after(20.0, -1.0, 30.5) == 4.0  # started feasible
+  assert after(20.0, -1.0, 30.5) == 1.0  # started feasible: back to mu_0 for the next recovery
   assert after(float("nan"), float("nan"), 30.5) == 4.0  # nothing measured yet
   assert after(30.0, 0.5, 30.5) == 8.0  # the predicted rise came true
   # Through trust_region_step: the updated weight shapes this iteration's recovery step.

@@ -89,14 +89,18 @@ def recovery_weight_update(weight, hp, previous: PreviousStep, episode_cost):
   when the prediction held (measured / predicted >= eta_1: lean on q more, towards Eq. 33) and
   shrinks by it when the cost rose though predicted to fall (q is wrong at this scale, e.g. on
   CartPole, where moving along -q ends episodes sooner and so adds fewer cost terms: lean on g).
-  Otherwise, after a feasible start, or before the first step, mu stays. No per-task scale: mu
-  weighs unit vectors (``core.trust_region``)."""
+  After an iteration that started feasible mu returns to ``recovery_weight_init``, so that each
+  return into the infeasible region starts from the same weight (without this, recovery steps near
+  b ratcheted mu up to 1e6, i.e. back to Eq. 33). Otherwise, and before the first step, mu stays.
+  No per-task scale: mu weighs unit vectors (``core.trust_region``)."""
   predicted = previous.predicted_cost_change
   measured = episode_cost - previous.episode_cost
   ratio = measured / jnp.where(jnp.abs(predicted) > _TINY, predicted, jnp.nan)
   started_infeasible = previous.episode_cost > hp.cost_limit  # False while it is NaN
   grow = started_infeasible & (ratio >= hp.eta_1)
   shrink = started_infeasible & (predicted < 0) & (measured > 0)
+  started_feasible = previous.episode_cost <= hp.cost_limit
+  weight = jnp.where(started_feasible, hp.recovery_weight_init, weight)
   return jnp.where(grow, jnp.minimum(weight * hp.recovery_weight_growth, RECOVERY_WEIGHT_BOUNDS[1]),
                    jnp.where(shrink, jnp.maximum(weight / hp.recovery_weight_growth,
                                                  RECOVERY_WEIGHT_BOUNDS[0]), weight))
