@@ -96,14 +96,16 @@ def recovery_weight_update(weight, hp, previous: PreviousStep, episode_cost):
   predicted = previous.predicted_cost_change
   measured = episode_cost - previous.episode_cost
   ratio = measured / jnp.where(jnp.abs(predicted) > _TINY, predicted, jnp.nan)
-  started_infeasible = previous.episode_cost > hp.cost_limit  # False while it is NaN
+  started_infeasible = previous.episode_cost > hp.cost_limit  # both False while it is NaN
+  started_feasible = previous.episode_cost <= hp.cost_limit
   grow = started_infeasible & (ratio >= hp.eta_1)
   shrink = started_infeasible & (predicted < 0) & (measured > 0)
-  started_feasible = previous.episode_cost <= hp.cost_limit
-  weight = jnp.where(started_feasible, hp.recovery_weight_init, weight)
-  return jnp.where(grow, jnp.minimum(weight * hp.recovery_weight_growth, RECOVERY_WEIGHT_BOUNDS[1]),
-                   jnp.where(shrink, jnp.maximum(weight / hp.recovery_weight_growth,
-                                                 RECOVERY_WEIGHT_BOUNDS[0]), weight))
+  low, high = RECOVERY_WEIGHT_BOUNDS
+  return jnp.select(
+      [started_feasible, grow, shrink],
+      [jnp.asarray(hp.recovery_weight_init, weight.dtype),
+       jnp.minimum(weight * hp.recovery_weight_growth, high),
+       jnp.maximum(weight / hp.recovery_weight_growth, low)], weight)
 
 
 def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
