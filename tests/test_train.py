@@ -238,6 +238,7 @@ _SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 39 s in a subprocess; make test ran 6:54-7:49 of its 8 min on fresh clones
 def test_four_cpu_devices_give_the_same_results(straight, tmp_path):
   """The 4 seeds shard over 4 forced host devices and match the single-device run."""
   import dataclasses
