@@ -145,29 +145,31 @@ def test_elastic_recovery_step_by_hand():
 
 
 def test_recovery_weight_update_by_hand():
-  """After a step that started infeasible (J_C = 30 > b = 25) and predicted a cost change of -1:
-  mu doubles when the cost fell by at least eta_1 = 0.25 of that, halves when it rose, stays in
-  between; it returns to mu_0 = 1 after a feasible start, stays before the first measurement, and
-  grows when a predicted rise came true (mu too small to bring the cost down)."""
-  hp = cgpo.CGPOConfig(cost_limit=25.0)  # eta_1 = 0.25, growth 2
+  """After a step that started infeasible (J_C = 30 > b = 25, J_R = 10): mu stays when the cost
+  fell, halves when the cost rose with the return falling (shorter episodes: lean on g), doubles
+  when the cost rose with the return rising or flat (lean on q); it returns to mu_0 after a
+  feasible start and stays before the first measurement. The predictions play no part."""
+  hp = cgpo.CGPOConfig(cost_limit=25.0)  # growth 2
   mu = jnp.asarray(4.0)
 
-  def after(cost_before, predicted, cost_now):
+  def after(cost_before, return_now, cost_now, predicted=-1.0):
     previous = PreviousStep(*map(jnp.asarray, (10.0, cost_before, 0.01, predicted)))
-    return float(cgpo.recovery_weight_update(mu, hp, previous, jnp.asarray(cost_now)))
+    return float(cgpo.recovery_weight_update(mu, hp, previous, jnp.asarray(return_now),
+                                             jnp.asarray(cost_now)))
 
-  assert after(30.0, -1.0, 29.0) == 8.0  # fell as predicted
-  assert after(30.0, -1.0, 30.5) == 2.0  # rose though predicted to fall
-  assert after(30.0, -1.0, 29.9) == 4.0  # fell by 0.1 of the prediction
-  assert after(20.0, -1.0, 30.5) == 1.0  # started feasible: back to mu_0 for the next recovery
-  assert after(float("nan"), float("nan"), 30.5) == 4.0  # nothing measured yet
-  assert after(30.0, 0.5, 30.5) == 8.0  # the predicted rise came true
+  assert after(30.0, 9.0, 29.0) == 4.0  # the cost fell (whatever the return did)
+  assert after(30.0, 11.0, 29.9, predicted=0.5) == 4.0
+  assert after(30.0, 9.0, 30.5) == 2.0  # cost up, return down: the episodes got shorter
+  assert after(30.0, 11.0, 30.5) == 8.0  # cost up with the return: the reward side pushed it
+  assert after(30.0, 10.0, 30.5) == 8.0  # ... or at a saturated (unchanged) return
+  assert after(20.0, 9.0, 30.5) == hp.recovery_weight_init  # started feasible: back to mu_0
+  assert after(float("nan"), 9.0, 30.5) == 4.0  # nothing measured yet
   # Through trust_region_step: the updated weight shapes this iteration's recovery step.
   g, q = jnp.array([3.0, 0.0]), jnp.array([0.0, 2.0])
-  previous = PreviousStep(*map(jnp.asarray, (10.0, 36.0, 0.01, -0.5)))
+  previous = PreviousStep(*map(jnp.asarray, (10.0, 34.0, 0.01, -0.5)))
   sol, _, weight, metrics = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4), previous,
                                                    hp, jnp.asarray(0.5))
-  assert float(weight) == 1.0 and float(metrics["recovery_weight"]) == 1.0  # fell 1 of 0.5: grow
+  assert float(weight) == 1.0 and float(metrics["recovery_weight"]) == 1.0  # rose, flat return
   np.testing.assert_allclose(np.asarray(sol.step), 0.01 * np.array([1.0, -1.0]) / np.sqrt(2),
                              rtol=1e-6)
 

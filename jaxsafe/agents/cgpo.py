@@ -65,8 +65,8 @@ class TrustRegionFields:
   recovery_weight_init: float = hparam(1.0, 0.0, None, doc="elastic recovery: initial "
                                        "penalty weight mu (1: bisect g and -q)")
   recovery_weight_growth: float = hparam(2.0, 1.0, None, doc="elastic recovery: factor by "
-                                         "which mu grows when q predicted the cost change, "
-                                         "and shrinks when the cost rose instead of falling")
+                                         "which mu shrinks when J_C rose as J_R fell, and "
+                                         "grows when J_C rose with J_R")
 
 
 @config
@@ -83,29 +83,31 @@ def radius_update(radius, hp, rho, zeta):
                    jnp.where(grow, jnp.minimum(hp.beta_2 * radius, hp.delta_upper), radius))
 
 
-def recovery_weight_update(weight, hp, previous: PreviousStep, episode_cost):
-  """The elastic recovery's mu, from how the last step that started infeasible (J_C > b) changed
-  J_C against the change its linear model q.d predicted. It grows by ``recovery_weight_growth``
-  when the prediction held (measured / predicted >= eta_1: lean on q more, towards Eq. 33) and
-  shrinks by it when the cost rose though predicted to fall (q is wrong at this scale, e.g. on
-  CartPole, where moving along -q ends episodes sooner and so adds fewer cost terms: lean on g).
-  After an iteration that started feasible mu returns to ``recovery_weight_init``, so that each
-  return into the infeasible region starts from the same weight (without this, recovery steps near
-  b ratcheted mu up to 1e6, i.e. back to Eq. 33). Otherwise, and before the first step, mu stays.
-  No per-task scale: mu weighs unit vectors (``core.trust_region``)."""
-  predicted = previous.predicted_cost_change
-  measured = episode_cost - previous.episode_cost
-  ratio = measured / jnp.where(jnp.abs(predicted) > _TINY, predicted, jnp.nan)
+def recovery_weight_update(weight, hp, previous: PreviousStep, episode_return, episode_cost):
+  """The elastic recovery's mu, from what the last step that started infeasible (J_C > b) did to
+  the measured J_C and J_R. When J_C rose, the two ways it can rise tell which gradient misled:
+  - the return fell too: the episodes got shorter, and on a task whose cost is a sum over the
+    episode (CartPole, cost -x^2) shorter episodes add fewer cost terms, which the linear model
+    q.d cannot see: mu shrinks by ``recovery_weight_growth`` (lean on g: surviving lowers J_C);
+  - the return rose or stayed: the reward side of the step pushed the cost up (e.g. at a saturated
+    return, or where reward = cost): mu grows by the same factor (lean on q, towards Eq. 33).
+  When J_C fell, mu stays. After an iteration that started feasible mu returns to
+  ``recovery_weight_init``, so each return into the infeasible region starts from the same weight;
+  before the first measurement it stays. No per-task scale: mu weighs unit vectors
+  (``core.trust_region``). (An earlier rule grew mu when q predicted the cost change and shrank
+  it when the cost rose against the prediction; at a saturated return it shrank mu while the
+  return-seeking step drove J_C up: docs/algorithms.md, "Infeasible starts".)"""
+  cost_rose = episode_cost - previous.episode_cost > 0
+  return_fell = episode_return - previous.episode_return < 0
   started_infeasible = previous.episode_cost > hp.cost_limit  # both False while it is NaN
   started_feasible = previous.episode_cost <= hp.cost_limit
-  grow = started_infeasible & (ratio >= hp.eta_1)
-  shrink = started_infeasible & (predicted < 0) & (measured > 0)
   low, high = RECOVERY_WEIGHT_BOUNDS
   return jnp.select(
-      [started_feasible, grow, shrink],
+      [started_feasible, started_infeasible & cost_rose & return_fell,
+       started_infeasible & cost_rose],
       [jnp.asarray(hp.recovery_weight_init, weight.dtype),
-       jnp.minimum(weight * hp.recovery_weight_growth, high),
-       jnp.maximum(weight / hp.recovery_weight_growth, low)], weight)
+       jnp.maximum(weight / hp.recovery_weight_growth, low),
+       jnp.minimum(weight * hp.recovery_weight_growth, high)], weight)
 
 
 def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
@@ -130,7 +132,8 @@ def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
   radius = jnp.where(has_previous, radius_update(radius, hp, rho, zeta), radius)
   weight_metrics = {}
   if recovery_weight is not None:
-    recovery_weight = recovery_weight_update(recovery_weight, hp, previous, episode_cost)
+    recovery_weight = recovery_weight_update(recovery_weight, hp, previous, episode_return,
+                                             episode_cost)
     weight_metrics = {"recovery_weight": recovery_weight}
   solution = trust_region.solve(g, q, episode_cost - hp.cost_limit, radius,
                                 jnp.inf if recovery_weight is None else recovery_weight)
