@@ -1,6 +1,7 @@
 """Measures the learning claims of tests/learning.py on many seeds (docs/benchmarks.md).
 
     python benchmarks/learning_seeds.py ppo-lag/cruise cgpo/function --seeds 0-9,100-102,200-202
+    python benchmarks/learning_seeds.py cgpo/function --set recovery=elastic
 
 prints, per claim and seed, the last-10% episode cost, return and (on cruise) efficiency, whether
 the claim's property holds, and the extremes over the seeds: the tests' thresholds must hold for
@@ -10,6 +11,7 @@ all of them with room. All seeds of a claim train as one vmapped program.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -33,10 +35,15 @@ def main() -> None:
   parser.add_argument("claims", nargs="*", default=list(learning.CLAIMS),
                       help=f"claim ids (default: all): {', '.join(learning.CLAIMS)}")
   parser.add_argument("--seeds", default="0-9,100-102,200-202")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="hyper-parameter added to every claim's overrides (e.g. to measure a "
+                           "candidate default before changing it)")
   args = parser.parse_args()
+  extra_overrides = dict(item.split("=", 1) for item in args.set)
   seeds = _seeds(args.seeds)
   for claim_id in args.claims:
     claim = learning.CLAIMS[claim_id]
+    claim = dataclasses.replace(claim, overrides={**claim.overrides, **extra_overrides})
     start = time.time()
     run, limit = learning.train(claim.algo, claim.env, seeds, claim.iterations, claim.overrides,
                                 claim.extra)
