@@ -69,8 +69,11 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
     episodes = fo.real_episodes(state, start, k_policy)
 
     # --- 2a. Store them and fit the world model on Eq. 85. ---------------------------------
-    model_state = state.model.replace(
-        buffer=replay.add(state.model.buffer, model_transitions(episodes)))
+    # Before the fit: the model's one-step error on the states the current policy visits, new
+    # to it after the last policy step (what its gradients g and q of that step relied on).
+    new = model_transitions(episodes)
+    error_on_new = model.loss(state.model.params, stats, new)
+    model_state = state.model.replace(buffer=replay.add(state.model.buffer, new))
     model_state, losses = model.train(
         model_state, stats, adam(hp.model_learning_rate), k_model, config.model_updates,
         lambda buffer, k: replay.sample(buffer, k, config.model_batch_size))
@@ -82,7 +85,8 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
     # --- 3-4. CGPO's trust-region step, critics (on the real episodes) and bookkeeping. ----
     state, metrics = trust_region_update(fo, state, g, q, episodes, k_critic, rng=rng,
                                          model=model_state)
-    return state, {**metrics, **prefixed(name, {"model_loss": losses[-1]})}
+    return state, {**metrics, **prefixed(name, {"model_loss": losses[-1],
+                                                "model_error_on_new": error_on_new})}
 
   return Agent(name=name, config=config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update,
