@@ -69,11 +69,11 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
     episodes = fo.real_episodes(state, start, k_policy)
 
     # --- 2a. Store them and fit the world model on Eq. 85. ---------------------------------
-    # Before the fit: the model's one-step error on the states the current policy visits, new
-    # to it after the last policy step (what its gradients g and q of that step relied on).
-    new = model_transitions(episodes)
-    error_on_new = model.loss(state.model.params, stats, new)
-    model_state = state.model.replace(buffer=replay.add(state.model.buffer, new))
+    # Before the fit: the model's one-step error on the current policy's episodes, which it has
+    # not trained on yet (the states the last policy step moved to).
+    fresh = model_transitions(episodes)
+    error_on_new = model.loss(state.model.params, stats, fresh)
+    model_state = state.model.replace(buffer=replay.add(state.model.buffer, fresh))
     model_state, losses = model.train(
         model_state, stats, adam(hp.model_learning_rate), k_model, config.model_updates,
         lambda buffer, k: replay.sample(buffer, k, config.model_batch_size))
