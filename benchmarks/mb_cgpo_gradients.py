@@ -1,6 +1,7 @@
 """MB-CGPO on swimmer-velocity: the world model's gradient against the simulator's (issue 13).
 
     python benchmarks/mb_cgpo_gradients.py [--iterations 30] [--every 5] [--num-envs 32]
+    python benchmarks/mb_cgpo_gradients.py --simulator-cgpo [--iterations 30] [--num-envs 32]
 
 Trains ``mb-cgpo`` on ``swimmer-velocity`` (whose registered task blocks gradients) and, every
 ``--every`` iterations, takes g = grad J_R and q = grad J_C of the current policy twice from the
@@ -14,6 +15,10 @@ Per checkpoint it prints the episode return, the radius, the model's one-step er
 policy's own states, |g| of both and cos(g_model, g_sim) (and the same for q). A cosine near 0
 means the linear model of Eq. 10 built on g_model predicts a change of J_R that the real task
 does not make, so rho = measured / predicted stays below eta_1 and Eq. 18 shrinks the radius.
+
+``--simulator-cgpo`` trains ``cgpo`` itself on that differentiable swimmer with MB-CGPO's settings
+(the same budget, critics, h and trust region), i.e. MB-CGPO with a perfect model, and prints
+the return and radius of every iteration: the bound on what a better world model could give.
 """
 
 from __future__ import annotations
@@ -49,10 +54,15 @@ def main() -> None:
   parser.add_argument("--every", type=int, default=5)
   parser.add_argument("--num-envs", type=int, default=32)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--simulator-cgpo", action="store_true",
+                      help="train cgpo through the simulator instead (a perfect model)")
   args = parser.parse_args()
 
   agent = agents.make("mb-cgpo", "swimmer-velocity", num_envs=args.num_envs)
   config = agent.config
+  if args.simulator_cgpo:
+    _simulator_cgpo(args, config.episode_length)
+    return
   sim = training_stack(TimeLimit(_SwimmerWithGradients(), config.episode_length), args.num_envs, False)
   fo = FirstOrder(sim, config, "mb-cgpo")  # the simulator's gradients, same critics and h
   model = WorldModel(sim.observation_size, sim.action_size, config.model_hidden_sizes)
@@ -85,6 +95,21 @@ def main() -> None:
           f"{float(metrics['mb-cgpo/radius']):.1e} | {float(error):.3f} | "
           f"{float(jnp.linalg.norm(g_m)):.1f} | {float(jnp.linalg.norm(g_s)):.1f} | "
           f"{_cos(g_m, g_s):.2f} | {_cos(q_m, q_s):.2f} |", flush=True)
+  print(f"({time.time() - start_time:.0f} s, {args.num_envs} envs, seed {args.seed})")
+
+
+def _simulator_cgpo(args, episode_length: int) -> None:
+  agent = agents.make("cgpo", TimeLimit(_SwimmerWithGradients(), episode_length),
+                      num_envs=args.num_envs)
+  update = jax.jit(agent.update)
+  state = agent.init(jax.random.PRNGKey(args.seed))
+  print("| iteration | return | cost | radius | rho |")
+  print("|---:|---:|---:|---:|---:|")
+  start_time = time.time()
+  for it in range(1, args.iterations + 1):
+    state, metrics = update(state)
+    print(f"| {it} | {float(metrics['episode_return']):.1f} | {float(metrics['episode_cost']):.1f} | "
+          f"{float(metrics['cgpo/radius']):.1e} | {float(metrics['cgpo/rho']):.2f} |", flush=True)
   print(f"({time.time() - start_time:.0f} s, {args.num_envs} envs, seed {args.seed})")
 
 
