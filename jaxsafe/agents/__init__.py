@@ -38,6 +38,7 @@ _AGENTS: dict[str, _Entry] = {
     "cgpo": _Entry("cgpo", "CGPOConfig", "make_cgpo", "gradients through the simulator, closed-form trust region (Dai et al. 2024)", False),
     "mb-cgpo": _Entry("mb_cgpo", "MBCGPOConfig", "make_mb_cgpo", "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)", False),
     "shac-lag": _Entry("shac_lag", "SHACLagConfig", "make_shac_lag", "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)", False),
+    "cvpo": _Entry("cvpo", "CVPOConfig", "make_cvpo", "off-policy EM: convex dual E-step over sampled actions, KL-bounded M-step (Liu et al. 2022)"),
     "bptt-lag": _Entry("shac_lag", "BPTTLagConfig", "make_shac_lag", "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)", False),
 }
 

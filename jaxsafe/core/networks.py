@@ -61,6 +61,35 @@ class Critic(nn.Module):
     return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0)(obs)[..., 0]
 
 
+class StateGaussianActor(nn.Module):
+  """Diagonal Gaussian policy head with a state-dependent log std (the off-policy agents').
+
+  Returns ``(mean, log_std)`` of the pre-squash Gaussian, log std clipped to [-20, 2] as in SAC
+  implementations."""
+
+  action_size: int
+  hidden_sizes: Sequence[int] = (256, 256)
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation, out_scale=0.01)(obs)
+    mean, log_std = jnp.split(out, 2, axis=-1)
+    return mean, jnp.clip(log_std, -20.0, 2.0)
+
+
+class QCritic(nn.Module):
+  """Action-value critic Q(s, a) -> scalar on the concatenated observation and action."""
+
+  hidden_sizes: Sequence[int] = (256, 256)
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    x = jnp.concatenate([obs, action], axis=-1)
+    return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0)(x)[..., 0]
+
+
 class TwoHeadCritic(nn.Module):
   """Reward and cost values (V_R(s), V_C(s)) from one shared torso with two linear heads."""
 

@@ -1,0 +1,135 @@
+"""CVPO: constrained variational policy optimisation, off-policy EM (Liu et al. 2022,
+``shared/papers/001``; Algorithm 2 of App. B.1).
+
+One ``update``:
+
+1. collect ``num_envs x rollout_length`` env steps into the replay buffer (line 3);
+2. ``gradient_steps`` times, once the warm-up is over (lines 4-20):
+   - a batch of B transitions; one Adam step of the reward and cost critics on Eq. 49-52;
+   - E-step: K actions per state sampled from the current policy pi_i, scored by the target
+     critics; the convex dual of Eq. 9 solved for (eta*, lambda*) (``core.action_weights``, warm
+     started from the last step's answer) and q* of Eq. 8 as weights over the K actions;
+   - M-step: the policy fitted to q* by weighted maximum likelihood under the decoupled mean and
+     covariance KL bounds of Eq. 53-58 (``core.weighted_fit``), M inner steps;
+   - Polyak averaging of the critics' targets (Eq. 59).
+
+The cost threshold of the E-step is the episode limit b as a bound on the discounted Q_c
+(``off_policy.cost_threshold``). Choices where the paper is silent are in docs/algorithms.md
+("CVPO").
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
+from jaxsafe.agents.off_policy import (
+  OffPolicy,
+  OffPolicyConfig,
+  OffPolicyState,
+  cost_threshold,
+  polyak,
+  with_task_defaults,
+)
+from jaxsafe.core import action_weights, replay, weighted_fit
+from jaxsafe.core.metrics import prefixed
+from jaxsafe.envs.core import Env
+
+
+@config
+class CVPOConfig(OffPolicyConfig):
+  """Hyper-parameters of ``cvpo``: ``OffPolicyConfig`` plus the E-step and M-step. Defaults from
+  the authors' code (liuzuxin/cvpo-safe-rl @ aeca790: ``script/config/config_cvpo.yaml``, K 32,
+  E-step KL 0.1, M = 6, actor Adam 2e-3, KL bounds 1e-3 / 1e-3; ``safe_rl/policy/cvpo.py``: dual
+  step sizes 1 and 100, maxima 0.1 and 10)."""
+
+  num_action_samples: int = static(32, 2, doc="K: actions sampled per state in the E-step")
+  e_step_iterations: int = static(10, 1, doc="Newton iterations of the E-step dual (warm "
+                                  "started; the authors' SLSQP takes at most 10)")
+  m_step_iterations: int = static(6, 1, doc="M: policy steps per M-step")
+  e_step_kl_bound: float = hparam(0.1, 1e-6, None, doc="eps_2: KL(q || pi_i) bound (Eq. 7)")
+  actor_learning_rate: float = hparam(2e-3, 0.0, 1.0, doc="Adam step size of the M-step")
+  kl_mean_bound: float = hparam(1e-3, 1e-8, None, doc="eps_mu: M-step bound on C_mu (Eq. 54)")
+  kl_cov_bound: float = hparam(1e-3, 1e-8, None, doc="eps_Sigma: M-step bound on C_Sigma")
+  mean_dual_lr: float = hparam(1.0, 0.0, None, doc="alpha_mu (Eq. 56)")
+  cov_dual_lr: float = hparam(100.0, 0.0, None, doc="alpha_Sigma (Eq. 57)")
+  mean_dual_max: float = hparam(0.1, 0.0, None, doc="upper clip of beta_mu")
+  cov_dual_max: float = hparam(10.0, 0.0, None, doc="upper clip of beta_Sigma")
+
+
+@struct.dataclass
+class CVPOExtra:
+  eta: jax.Array  # the E-step's last (eta*, lambda*), its warm start
+  lam: jax.Array
+  duals: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
+
+
+def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
+  config = with_task_defaults(config, env)
+  off = OffPolicy(env, config)
+  K, M = config.num_action_samples, config.m_step_iterations
+  actor_tx = lambda hp: optax.adam(hp.actor_learning_rate)
+
+  def init(key: jax.Array, hparams=None) -> OffPolicyState:
+    hp = hparams_of(config) if hparams is None else hparams
+    extra = CVPOExtra(eta=jnp.ones(()), lam=jnp.zeros(()), duals=weighted_fit.init_duals())
+    return off.init(key, hp, actor_tx(hp), extra)
+
+  def gradient_step(state: OffPolicyState, carry, key):
+    params, target, critic_opt, actor_opt, extra = carry
+    hp = state.hparams
+    k_batch, k_next, k_actions = jax.random.split(key, 3)
+    batch = replay.sample(state.buffer, k_batch, config.batch_size)
+    critics, critic_opt, critic_metrics = off.critic_step(params, target, critic_opt, hp, batch,
+                                                          k_next)
+    params = {**params, **critics}
+    # E-step: K actions per state from pi_i, scored by the target critics.
+    mean, log_std = off.actor.apply(params["actor"], batch.obs)
+    raw = mean[:, None] + jnp.exp(log_std)[:, None] * jax.random.normal(
+        k_actions, (config.batch_size, K, env.action_size))
+    obs = jnp.broadcast_to(batch.obs[:, None], (config.batch_size, K, batch.obs.shape[-1]))
+    q_r = off.q_reward(target["reward_critic"], obs, jnp.tanh(raw))
+    q_c = off.q_cost(target["cost_critic"], obs, jnp.tanh(raw))
+    threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
+    e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
+                                  init=(extra.eta, extra.lam),
+                                  iterations=config.e_step_iterations)
+    # M-step on the same states.
+    actor, actor_opt, duals, m_metrics = weighted_fit.m_step(
+        off.actor.apply, params["actor"], actor_opt, actor_tx(hp), extra.duals,
+        jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), e_step.weights, hp, M)
+    params = {**params, "actor": actor}
+    target = polyak(target, critics, hp.polyak)
+    extra = CVPOExtra(eta=e_step.eta, lam=e_step.lam, duals=duals)
+    metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
+               "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,
+               "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean()}
+    return (params, target, critic_opt, actor_opt, extra), metrics
+
+  def update(state: OffPolicyState):
+    rng, k_collect, k_learn = jax.random.split(state.rng, 3)
+    env_state, data, buffer = off.collect(state, k_collect)
+    collected = state.replace(buffer=buffer)
+    carry = (state.params, state.target_params, state.critic_opt_state, state.actor_opt_state,
+             state.extra)
+    learned, metrics = jax.lax.scan(lambda c, k: gradient_step(collected, c, k), carry,
+                                    jax.random.split(k_learn, config.gradient_steps))
+    learning = off.learning(state, buffer)
+    carry = jax.tree_util.tree_map(lambda new, old: jnp.where(learning, new, old), learned, carry)
+    params, target, critic_opt, actor_opt, extra = carry
+    state, standard = off.finish(state, data, params=params, target_params=target,
+                                 critic_opt_state=critic_opt, actor_opt_state=actor_opt,
+                                 extra=extra, buffer=buffer, env_state=env_state, rng=rng)
+    step = {k: jnp.where(learning, v.mean(), jnp.nan) for k, v in metrics.items()}
+    return state, {**standard, **prefixed(name, {**step, "learning": learning.astype(jnp.float32)})}
+
+  return Agent(name=name, config=config, env=env, init=init, update=update, policy=off.policy,
+               steps_per_update=off.steps_per_update,
+               nan_metrics=tuple(f"{name}/{k}" for k in (
+                   "reward_critic_loss", "cost_critic_loss", "q_cost", "kl_mean", "kl_cov",
+                   "fit_before", "fit_after", "step_length", "beta_mean", "beta_cov", "eta",
+                   "lambda", "e_step_feasible", "threshold", "q_reward_samples",
+                   "q_cost_samples")))

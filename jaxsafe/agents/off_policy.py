@@ -1,0 +1,217 @@
+"""The stages every off-policy agent shares: its config, state and ``OffPolicy``.
+
+``cvpo`` (``agents/cvpo.py``) writes its ``update`` as the algorithm box (Algorithm 2 of the CVPO
+paper, ``shared/papers/001``, App. B.1), calling the stages kept here:
+
+- collection: ``OffPolicy.collect``, ``rollout_length`` steps of the vmapped, auto-resetting envs
+  with the current policy (uniform random actions during the first ``warmup_steps`` env steps),
+  stored in the replay buffer that lives in the agent state, so seeds and sweeps vmap over it;
+- critics: ``OffPolicy.critic_step``, one Adam step on the mean-squared Bellman errors of Eq.
+  49-50 for Q_r (twin critics: the target takes their minimum, as the authors' code does) and Q_c,
+  with the next action drawn from the current actor and the targets cut at termination;
+- targets: ``polyak`` (Eq. 59);
+- bookkeeping: ``OffPolicy.finish``, the latest measured episode return and cost and the standard
+  metrics.
+
+The episodic cost limit b of our tasks (a sum over an episode of T steps) becomes a bound on the
+discounted Q_c by spreading it evenly over the episode: eps_1 = (b / T) (1 - gamma^T) / (1 - gamma)
+(``cost_threshold``; the authors' code, liuzuxin/cvpo-safe-rl, ``qc_thres``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxsafe.agents.base import config, hparam, hparams_of, static
+from jaxsafe.core import distributions, replay
+from jaxsafe.core.experience import ActionSample, ActFn, Transition, finished_episode_means
+from jaxsafe.core.metrics import standard
+from jaxsafe.core.networks import ACTIVATIONS, QCritic, StateGaussianActor
+from jaxsafe.core.rollout import rollout
+from jaxsafe.envs.core import Env, State
+
+TWIN = 2  # reward critics
+
+
+@config
+class OffPolicyConfig:
+  """What every off-policy learner shares: collection, replay, Q critics and their targets.
+
+  Defaults from the authors' CVPO code (liuzuxin/cvpo-safe-rl @ aeca790, ``script/config/
+  config_cvpo.yaml`` and the env scripts): (256, 256) ReLU networks, critic Adam 1e-3, gamma 0.99,
+  polyak 0.995, 4000 warm-up steps. Our batch layout: 16 envs x 10 steps = 160 env steps and 20
+  gradient steps per update, an update-to-data ratio of 0.125 (theirs: about 0.133)."""
+
+  num_envs: int = static(16, 1, doc="parallel environments")
+  rollout_length: int = static(10, 1, doc="env steps per env per update")
+  gradient_steps: int = static(20, 0, doc="gradient steps per update; the update-to-data ratio "
+                               "is gradient_steps / (num_envs * rollout_length)")
+  batch_size: int = static(256, 1, doc="transitions per gradient step")
+  buffer_capacity: int = static(100_000, 1, doc="transitions kept (FIFO)")
+  warmup_steps: int = static(4000, 0, doc="env steps (all envs) of uniform random actions; "
+                             "learning starts after them")
+  hidden_sizes: tuple[int, ...] = static((256, 256), doc="hidden layers of actor and critics")
+  activation: str = static("relu", choices=tuple(ACTIVATIONS), doc="hidden activation")
+  gamma: float = hparam(0.99, 0.0, 0.9999, doc="discount")
+  polyak: float = hparam(0.995, 0.0, 1.0, doc="target-network weight rho (Eq. 59)")
+  critic_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="Adam step size of the critics")
+  cost_limit: float | None = hparam(None, doc="episode cost limit b (default: the task's)")
+
+
+@struct.dataclass
+class OffPolicyState:
+  params: dict  # actor, reward_critic (TWIN stacked on a leading axis), cost_critic
+  target_params: dict  # the critics' targets
+  critic_opt_state: optax.OptState
+  actor_opt_state: optax.OptState
+  buffer: replay.Buffer
+  env_state: State
+  rng: jax.Array
+  hparams: OffPolicyConfig
+  iteration: jax.Array
+  last_episode: jax.Array  # (return, cost) of the latest finished episodes; NaN before any
+  extra: Any = None  # the algorithm's own carried state (CVPO: the E-step's and M-step's duals)
+
+
+def cost_threshold(cost_limit, gamma, episode_length: int):
+  """eps_1 = (b / T) (1 - gamma^T) / (1 - gamma): the episode limit b spread evenly over T steps,
+  discounted (module docstring)."""
+  return cost_limit / episode_length * (1.0 - gamma ** episode_length) / (1.0 - gamma)
+
+
+def polyak(target, online, rho):
+  """Eq. 59: target <- rho target + (1 - rho) online."""
+  return optax.incremental_update(online, target, step_size=1.0 - rho)
+
+
+def with_task_defaults(config: OffPolicyConfig, env: Env) -> OffPolicyConfig:
+  if config.cost_limit is None:
+    config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
+  return config
+
+
+class OffPolicy:
+  """A tanh-Gaussian actor with a state-dependent std, twin reward Q critics and a cost Q critic,
+  on raw observations, with the shared off-policy stages (module docstring)."""
+
+  def __init__(self, env: Env, config: OffPolicyConfig):
+    self.env, self.config = env, config
+    self.actor = StateGaussianActor(env.action_size, config.hidden_sizes, config.activation)
+    self.critic = QCritic(config.hidden_sizes, config.activation)
+    self.steps_per_update = config.num_envs * config.rollout_length
+    self.episode_length = int(env.episode_length)
+
+  # --- Networks. ------------------------------------------------------------------------------
+  def dist(self, actor_params, obs):
+    return distributions.make_distribution("tanh_normal", *self.actor.apply(actor_params, obs))
+
+  def q_reward(self, critic_params, obs, action):
+    """min over the twin reward critics of Q_r(obs, action)."""
+    values = jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
+    return jnp.min(values, axis=0)
+
+  def q_cost(self, critic_params, obs, action):
+    return self.critic.apply(critic_params, obs, action)
+
+  def critic_optimizer(self, hp) -> optax.GradientTransformation:
+    return optax.adam(hp.critic_learning_rate)
+
+  def init(self, key: jax.Array, hparams, actor_tx: optax.GradientTransformation,
+           extra: Any = None) -> OffPolicyState:
+    hp = hparams_of(self.config) if hparams is None else hparams
+    k_actor, k_reward, k_cost, k_env, rng = jax.random.split(key, 5)
+    obs = jnp.zeros((self.env.observation_size,))
+    action = jnp.zeros((self.env.action_size,))
+    critics = {
+        "reward_critic": jax.vmap(self.critic.init, in_axes=(0, None, None))(
+            jax.random.split(k_reward, TWIN), obs, action),
+        "cost_critic": self.critic.init(k_cost, obs, action)}
+    params = {"actor": self.actor.init(k_actor, obs), **critics}
+    example = Transition(obs=obs, action=action, raw_action=None, reward=jnp.zeros(()),
+                         cost=jnp.zeros(()), next_obs=obs, terminal=jnp.zeros(()),
+                         done=jnp.zeros(()), alive=jnp.zeros(()))
+    return OffPolicyState(
+        params=params, target_params=critics,
+        critic_opt_state=self.critic_optimizer(hp).init(critics),
+        actor_opt_state=actor_tx.init(params["actor"]),
+        buffer=replay.init(example, self.config.buffer_capacity),
+        env_state=self.env.reset(k_env), rng=rng, hparams=hp,
+        iteration=jnp.zeros((), jnp.int32), last_episode=jnp.full((2,), jnp.nan), extra=extra)
+
+  # --- Collection. ----------------------------------------------------------------------------
+  def warming_up(self, state: OffPolicyState) -> jax.Array:
+    return state.iteration * self.steps_per_update < self.config.warmup_steps
+
+  def act(self, state: OffPolicyState) -> ActFn:
+    """The current policy, or uniform random actions while warming up."""
+    warm = self.warming_up(state)
+
+    def act(obs, key):
+      sample = distributions.sample(self.dist(state.params["actor"], obs), key)
+      uniform = jax.random.uniform(key, sample.action.shape, minval=-1.0, maxval=1.0)
+      return ActionSample(jnp.where(warm, uniform, sample.action), sample.raw_action,
+                          sample.log_prob)
+    return act
+
+  def policy(self, state: OffPolicyState, obs: jax.Array, key: jax.Array | None = None,
+             deterministic: bool = False) -> jax.Array:
+    dist = self.dist(state.params["actor"], obs)
+    return distributions.mode(dist) if deterministic else distributions.sample(dist, key).action
+
+  def collect(self, state: OffPolicyState, key: jax.Array):
+    """``rollout_length`` steps of every env, stored; returns (env state, data [L, N], buffer)."""
+    env_state, data = rollout(self.env, state.env_state, self.act(state), key,
+                              self.config.rollout_length)
+    items = jax.tree_util.tree_map(
+        lambda x: x.reshape((-1,) + x.shape[2:]),
+        Transition(obs=data.obs, action=data.action, raw_action=None, reward=data.reward,
+                   cost=data.cost, next_obs=data.next_obs, terminal=data.terminal,
+                   done=data.done, alive=data.alive))
+    return env_state, data, replay.add(state.buffer, items)
+
+  def learning(self, state: OffPolicyState, buffer: replay.Buffer) -> jax.Array:
+    """Gradient steps start once the warm-up is over and a batch is stored."""
+    return (~self.warming_up(state)) & (buffer.size >= self.config.batch_size)
+
+  # --- Critics. -------------------------------------------------------------------------------
+  def critic_step(self, params, target_params, opt_state, hp, batch: Transition, key):
+    """One Adam step on Eq. 49-50; returns (critics, opt_state, metrics)."""
+    next_action = distributions.sample(self.dist(params["actor"], batch.next_obs), key).action
+    keep = hp.gamma * (1.0 - batch.terminal)
+    reward_target = batch.reward + keep * self.q_reward(target_params["reward_critic"],
+                                                        batch.next_obs, next_action)
+    cost_target = batch.cost + keep * self.q_cost(target_params["cost_critic"], batch.next_obs,
+                                                  next_action)
+
+    def loss(critics):
+      q_r = jax.vmap(self.critic.apply, in_axes=(0, None, None))(
+          critics["reward_critic"], batch.obs, batch.action)
+      q_c = self.q_cost(critics["cost_critic"], batch.obs, batch.action)
+      reward_loss = jnp.mean(jnp.square(q_r - reward_target[None]))
+      cost_loss = jnp.mean(jnp.square(q_c - cost_target))
+      return reward_loss + cost_loss, {"reward_critic_loss": reward_loss,
+                                       "cost_critic_loss": cost_loss, "q_cost": q_c.mean()}
+
+    critics = {k: params[k] for k in ("reward_critic", "cost_critic")}
+    grads, metrics = jax.grad(loss, has_aux=True)(critics)
+    updates, opt_state = self.critic_optimizer(hp).update(grads, opt_state, critics)
+    return optax.apply_updates(critics, updates), opt_state, metrics
+
+  # --- Bookkeeping. ---------------------------------------------------------------------------
+  def finish(self, state: OffPolicyState, data: Transition, **changes):
+    """The next state after an update that collected ``data``, and the standard metrics."""
+    episode_return, episode_cost, episodes = finished_episode_means(data)
+    measured = jnp.stack([episode_return, episode_cost])
+    last_episode = jnp.where(jnp.isnan(measured), state.last_episode, measured)
+    iteration = state.iteration + 1
+    new_state = state.replace(iteration=iteration, last_episode=last_episode, **changes)
+    metrics = standard(iteration, self.steps_per_update, last_episode[0], last_episode[1],
+                       episodes, state.hparams.cost_limit, new_state.params)
+    return new_state, {**metrics, "step_reward": data.reward.mean(),
+                       "step_cost": data.cost.mean()}
