@@ -87,19 +87,20 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
                                                           k_next)
     params = {**params, **critics}
     # E-step: K actions per state from pi_i, scored by the target critics.
-    mean, log_std = off.actor.apply(params["actor"], batch.obs)
+    mean, log_std = off.gaussian(params["actor"], batch.obs)
     raw = mean[:, None] + jnp.exp(log_std)[:, None] * jax.random.normal(
         k_actions, (config.batch_size, K, env.action_size))
     obs = jnp.broadcast_to(batch.obs[:, None], (config.batch_size, K, batch.obs.shape[-1]))
-    q_r = off.q_reward(target["reward_critic"], obs, jnp.tanh(raw))
-    q_c = off.q_cost(target["cost_critic"], obs, jnp.tanh(raw))
+    actions = jnp.clip(raw, -1.0, 1.0)
+    q_r = off.q_reward(target["reward_critic"], obs, actions)
+    q_c = off.q_cost(target["cost_critic"], obs, actions)
     threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
     e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
                                   init=(extra.eta, extra.lam),
                                   iterations=config.e_step_iterations)
     # M-step on the same states.
     actor, actor_opt, duals, m_metrics = weighted_fit.m_step(
-        off.actor.apply, params["actor"], actor_opt, actor_tx(hp), extra.duals,
+        off.gaussian, params["actor"], actor_opt, actor_tx(hp), extra.duals,
         jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), e_step.weights, hp, M)
     params = {**params, "actor": actor}
     target = polyak(target, critics, hp.polyak)

@@ -97,7 +97,8 @@ def with_task_defaults(config: OffPolicyConfig, env: Env) -> OffPolicyConfig:
 
 
 class OffPolicy:
-  """A tanh-Gaussian actor with a state-dependent std, twin reward Q critics and a cost Q critic,
+  """A Gaussian actor in action space (tanh-bounded mean, state-dependent std, samples clipped to
+  the box), twin reward Q critics and a cost Q critic,
   on raw observations, with the shared off-policy stages (module docstring)."""
 
   def __init__(self, env: Env, config: OffPolicyConfig):
@@ -108,8 +109,18 @@ class OffPolicy:
     self.episode_length = int(env.episode_length)
 
   # --- Networks. ------------------------------------------------------------------------------
+  def gaussian(self, actor_params, obs):
+    """(mean, log std) of the policy's Gaussian in action space: the mean bounded to the action
+    box by a tanh, the actions clipped to it (the authors' policy: no squashing)."""
+    mean, log_std = self.actor.apply(actor_params, obs)
+    return jnp.tanh(mean), log_std
+
   def dist(self, actor_params, obs):
-    return distributions.make_distribution("tanh_normal", *self.actor.apply(actor_params, obs))
+    return distributions.make_distribution("normal", *self.gaussian(actor_params, obs))
+
+  def sample(self, actor_params, obs, key) -> ActionSample:
+    sample = distributions.sample(self.dist(actor_params, obs), key)
+    return sample._replace(action=jnp.clip(sample.action, -1.0, 1.0))
 
   def q_reward(self, critic_params, obs, action):
     """min over the twin reward critics of Q_r(obs, action)."""
@@ -153,7 +164,7 @@ class OffPolicy:
     warm = self.warming_up(state)
 
     def act(obs, key):
-      sample = distributions.sample(self.dist(state.params["actor"], obs), key)
+      sample = self.sample(state.params["actor"], obs, key)
       uniform = jax.random.uniform(key, sample.action.shape, minval=-1.0, maxval=1.0)
       return ActionSample(jnp.where(warm, uniform, sample.action), sample.raw_action,
                           sample.log_prob)
@@ -162,7 +173,8 @@ class OffPolicy:
   def policy(self, state: OffPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
     dist = self.dist(state.params["actor"], obs)
-    return distributions.mode(dist) if deterministic else distributions.sample(dist, key).action
+    return (jnp.clip(distributions.mode(dist), -1.0, 1.0) if deterministic
+            else self.sample(state.params["actor"], obs, key).action)
 
   def collect(self, state: OffPolicyState, key: jax.Array):
     """``rollout_length`` steps of every env, stored; returns (env state, data [L, N], buffer)."""
@@ -182,7 +194,7 @@ class OffPolicy:
   # --- Critics. -------------------------------------------------------------------------------
   def critic_step(self, params, target_params, opt_state, hp, batch: Transition, key):
     """One Adam step on Eq. 49-50; returns (critics, opt_state, metrics)."""
-    next_action = distributions.sample(self.dist(params["actor"], batch.next_obs), key).action
+    next_action = self.sample(params["actor"], batch.next_obs, key).action
     keep = hp.gamma * (1.0 - batch.terminal)
     reward_target = batch.reward + keep * self.q_reward(target_params["reward_critic"],
                                                         batch.next_obs, next_action)

@@ -64,8 +64,8 @@ class Critic(nn.Module):
 class StateGaussianActor(nn.Module):
   """Diagonal Gaussian policy head with a state-dependent log std (the off-policy agents').
 
-  Returns ``(mean, log_std)`` of the pre-squash Gaussian, log std clipped to [-20, 2] as in SAC
-  implementations."""
+  Returns ``(mean, log_std)``, log std clipped to [-20, 2] as in SAC implementations
+  (``agents.off_policy`` bounds the mean to the action box with a tanh)."""
 
   action_size: int
   hidden_sizes: Sequence[int] = (256, 256)
