@@ -30,7 +30,7 @@ from flax import struct
 
 from jaxsafe.agents.base import config, hparam, hparams_of, static
 from jaxsafe.core import distributions, replay
-from jaxsafe.core.experience import ActionSample, ActFn, Transition, finished_episode_means
+from jaxsafe.core.experience import ActFn, ActionSample, Transition, finished_episode_means
 from jaxsafe.core.metrics import standard
 from jaxsafe.core.networks import ACTIVATIONS, QCritic, StateGaussianActor
 from jaxsafe.core.rollout import rollout
