@@ -172,9 +172,9 @@ class OffPolicy:
 
   def policy(self, state: OffPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
-    dist = self.dist(state.params["actor"], obs)
-    return (jnp.clip(distributions.mode(dist), -1.0, 1.0) if deterministic
-            else self.sample(state.params["actor"], obs, key).action)
+    if deterministic:  # the mean, already inside the box
+      return self.gaussian(state.params["actor"], obs)[0]
+    return self.sample(state.params["actor"], obs, key).action
 
   def collect(self, state: OffPolicyState, key: jax.Array):
     """``rollout_length`` steps of every env, stored; returns (env state, data [L, N], buffer)."""
