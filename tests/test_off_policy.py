@@ -1,6 +1,7 @@
-"""The off-policy stages (``agents/off_policy.py``) and ``cvpo`` end to end on small settings:
-the cost threshold, Polyak averaging, warm-up, the replay buffer in the state, vmapped seeds, and
-a resume (buffer included) equal to an uninterrupted run."""
+"""The off-policy stages (``agents/off_policy.py``), ``cvpo`` and the Lagrangian baselines
+(``agents/off_policy_lag.py``) end to end on small settings: the cost threshold, Polyak averaging,
+warm-up, the replay buffer in the state, vmapped seeds, the shared critics, TD3's policy delay,
+the PID multiplier, and a resume (buffer included) equal to an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -64,11 +65,68 @@ def test_warm_up_then_learning_with_the_buffer_in_the_state(cvpo_states):
   assert not np.allclose(seeds_differ[0], seeds_differ[1])
 
 
-def test_cvpo_resume_equals_uninterrupted(tmp_path):
-  """Checkpoint and resume with the replay buffer and the E-/M-step duals in the state."""
-  spec = lambda steps: train.RunSpec(algo="cvpo", env="cruise", seeds=2, total_steps=steps,
+#: TINY_OFF without CVPO's own fields: the Lagrangian baselines' tiny settings.
+TINY_LAG = {k: v for k, v in TINY_OFF.items()
+            if k not in ("num_action_samples", "e_step_iterations", "m_step_iterations")}
+
+
+@pytest.mark.parametrize("algo,reward_critics,target_actor",
+                         [("sac-lag", 2, False), ("td3-lag", 2, True), ("ddpg-lag", 1, True)])
+def test_baselines_share_the_off_policy_state(algo, reward_critics, target_actor):
+  """The three baselines differ from cvpo only in their policy update: the same buffer and
+  critics (twin only where the base algorithm has them), a target actor for TD3 and DDPG."""
+  agent = agents.make(algo, "cruise", **TINY_LAG)
+  state = jax.jit(agent.init)(jax.random.PRNGKey(0))
+  kernel = state.params["reward_critic"]["params"]["MLP_0"]["Dense_0"]["kernel"]
+  assert kernel.shape[0] == reward_critics
+  assert ("actor" in state.target_params) == target_actor
+  assert state.buffer.capacity == TINY_OFF["buffer_capacity"]
+  actions = agent.policy(state, jnp.zeros((5, 1)), jax.random.PRNGKey(1))
+  assert actions.shape == (5, 1) and bool(jnp.all(jnp.abs(actions) <= 1.0))
+
+
+def test_td3_moves_its_actor_every_policy_delay_steps():
+  """policy_delay = 2: of the 2 gradient steps of an update only the second moves the actor, and
+  the multiplier metric comes from that step alone; with delay 3 the actor never moves."""
+  moved = {}
+  for delay in (2, 3):
+    agent = agents.make("td3-lag", "cruise", **{**TINY_LAG, "warmup_steps": 0,
+                                                "policy_delay": delay})
+    state = jax.jit(agent.init)(jax.random.PRNGKey(0))
+    new, metrics = jax.jit(agent.update)(state)
+    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), state.params["actor"],
+                                  new.params["actor"])
+    moved[delay] = not all(jax.tree_util.tree_leaves(same))
+    assert np.isfinite(metrics["td3-lag/reward_critic_loss"])
+  assert moved == {2: True, 3: False}
+
+
+def test_pid_multiplier_rises_while_q_cost_exceeds_the_threshold():
+  """With the limit at 0 every Q_c(s, pi(s)) > eps_1 = 0 once the cost critic has learnt some
+  cost: the PID integral grows and so does lambda; with a huge limit lambda stays 0."""
+  lam = {}
+  for limit in (0.0, 1e4):
+    agent = agents.make("sac-lag", "cruise", **{**TINY_LAG, "warmup_steps": 0,
+                                                "cost_limit": limit, "pid_ki": 0.1})
+    update = jax.jit(agent.update)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(0))
+    trace = []
+    for _ in range(8):
+      state, metrics = update(state)
+      trace.append(float(metrics["sac-lag/multiplier"]))
+    lam[limit] = trace
+  assert lam[1e4] == [0.0] * 8
+  assert lam[0.0][-1] > lam[0.0][2] > 0.0
+
+
+@pytest.mark.parametrize("algo", ["cvpo", "td3-lag"])
+def test_resume_equals_uninterrupted(algo, tmp_path):
+  """Checkpoint and resume with the replay buffer and the algorithm's carried state in it (cvpo:
+  the E- and M-step duals; td3-lag: the target actor, the policy delay, the PID state)."""
+  tiny = TINY_OFF if algo == "cvpo" else TINY_LAG
+  spec = lambda steps: train.RunSpec(algo=algo, env="cruise", seeds=2, total_steps=steps,
                                      overrides={k: str(v) if not isinstance(v, tuple) else
-                                                ",".join(map(str, v)) for k, v in TINY_OFF.items()},
+                                                ",".join(map(str, v)) for k, v in tiny.items()},
                                      chunk_iters=2)
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train.run(spec(6 * 16), straight, progress=False)

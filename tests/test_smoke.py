@@ -38,9 +38,10 @@ _MODEL = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 16
           "buffer_capacity": 1000}
 _DYNA = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 8,
          "buffer_capacity": 256, "imagined_horizon": 3, "imagined_starts": 8}
-_OFF = {"num_envs": 4, "rollout_length": 4, "gradient_steps": 2, "batch_size": 8,
-        "buffer_capacity": 64, "warmup_steps": 0, "hidden_sizes": (8,), "num_action_samples": 4}
-SMALL = {"cvpo": _OFF, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
+_OFF_LAG = {"num_envs": 4, "rollout_length": 4, "gradient_steps": 2, "batch_size": 8,
+            "buffer_capacity": 64, "warmup_steps": 0, "hidden_sizes": (8,)}
+_OFF = {**_OFF_LAG, "num_action_samples": 4}
+SMALL = {"cvpo": _OFF, "sac-lag": _OFF_LAG, "td3-lag": _OFF_LAG, "ddpg-lag": _OFF_LAG, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
          "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": {**_GRADIENT, **_CRITICS},
          "mb-cgpo": {**_GRADIENT, **_CRITICS, **_MODEL}, "shac-lag": {**_GRADIENT, **_CRITICS},
          "bptt-lag": _GRADIENT}

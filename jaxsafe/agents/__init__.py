@@ -39,6 +39,9 @@ _AGENTS: dict[str, _Entry] = {
     "mb-cgpo": _Entry("mb_cgpo", "MBCGPOConfig", "make_mb_cgpo", "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)", False),
     "shac-lag": _Entry("shac_lag", "SHACLagConfig", "make_shac_lag", "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)", False),
     "cvpo": _Entry("cvpo", "CVPOConfig", "make_cvpo", "off-policy EM: convex dual E-step over sampled actions, KL-bounded M-step (Liu et al. 2022)"),
+    "sac-lag": _Entry("off_policy_lag", "SACLagConfig", "make_sac_lag", "SAC with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
+    "td3-lag": _Entry("off_policy_lag", "TD3LagConfig", "make_td3_lag", "TD3 with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
+    "ddpg-lag": _Entry("off_policy_lag", "DDPGLagConfig", "make_ddpg_lag", "DDPG with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
     "bptt-lag": _Entry("shac_lag", "BPTTLagConfig", "make_shac_lag", "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)", False),
 }
 

@@ -35,7 +35,6 @@ from jaxsafe.agents.off_policy import (
   with_task_defaults,
 )
 from jaxsafe.core import action_weights, replay, weighted_fit
-from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
 
 
@@ -78,7 +77,8 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     extra = CVPOExtra(eta=jnp.ones(()), lam=jnp.zeros(()), duals=weighted_fit.init_duals())
     return off.init(key, hp, actor_tx(hp), extra)
 
-  def gradient_step(state: OffPolicyState, carry, key):
+  def gradient_step(state: OffPolicyState, carry, step):
+    _, key = step
     params, target, critic_opt, actor_opt, extra = carry
     hp = state.hparams
     k_batch, k_next, k_actions = jax.random.split(key, 3)
@@ -111,21 +111,7 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     return (params, target, critic_opt, actor_opt, extra), metrics
 
   def update(state: OffPolicyState):
-    rng, k_collect, k_learn = jax.random.split(state.rng, 3)
-    env_state, data, buffer = off.collect(state, k_collect)
-    collected = state.replace(buffer=buffer)
-    carry = (state.params, state.target_params, state.critic_opt_state, state.actor_opt_state,
-             state.extra)
-    learned, metrics = jax.lax.scan(lambda c, k: gradient_step(collected, c, k), carry,
-                                    jax.random.split(k_learn, config.gradient_steps))
-    learning = off.learning(state, buffer)
-    carry = jax.tree_util.tree_map(lambda new, old: jnp.where(learning, new, old), learned, carry)
-    params, target, critic_opt, actor_opt, extra = carry
-    state, standard = off.finish(state, data, params=params, target_params=target,
-                                 critic_opt_state=critic_opt, actor_opt_state=actor_opt,
-                                 extra=extra, buffer=buffer, env_state=env_state, rng=rng)
-    step = {k: jnp.where(learning, v.mean(), jnp.nan) for k, v in metrics.items()}
-    return state, {**standard, **prefixed(name, {**step, "learning": learning.astype(jnp.float32)})}
+    return off.update(state, gradient_step, name)
 
   return Agent(name=name, config=config, env=env, init=init, update=update, policy=off.policy,
                steps_per_update=off.steps_per_update,

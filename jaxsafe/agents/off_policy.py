@@ -21,6 +21,7 @@ discounted Q_c by spreading it evenly over the episode: eps_1 = (b / T) (1 - gam
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,7 +32,7 @@ from flax import struct
 from jaxsafe.agents.base import config, hparam, hparams_of, static
 from jaxsafe.core import distributions, replay
 from jaxsafe.core.experience import ActFn, ActionSample, Transition, finished_episode_means
-from jaxsafe.core.metrics import standard
+from jaxsafe.core.metrics import prefixed, standard
 from jaxsafe.core.networks import ACTIVATIONS, QCritic, StateGaussianActor
 from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env, State
@@ -79,6 +80,10 @@ class OffPolicyState:
   extra: Any = None  # the algorithm's own carried state (CVPO: the E-step's and M-step's duals)
 
 
+#: (state, carry, (index, key)) -> (carry, metrics): one gradient step of an off-policy learner
+GradientStep = Callable[[OffPolicyState, tuple, tuple], tuple[tuple, dict]]
+
+
 def cost_threshold(cost_limit, gamma, episode_length: int):
   """eps_1 = (b / T) (1 - gamma^T) / (1 - gamma): the episode limit b spread evenly over T steps,
   discounted (module docstring)."""
@@ -101,6 +106,11 @@ class OffPolicy:
   the box), twin reward Q critics and a cost Q critic,
   on raw observations, with the shared off-policy stages (module docstring)."""
 
+  #: reward critics (twin: their minimum is the target and the actor's value) and whether the
+  #: actor has a target network (the deterministic-policy baselines')
+  reward_critics: int = TWIN
+  target_actor: bool = False
+
   def __init__(self, env: Env, config: OffPolicyConfig):
     self.env, self.config = env, config
     self.actor = StateGaussianActor(env.action_size, config.hidden_sizes, config.activation)
@@ -118,14 +128,30 @@ class OffPolicy:
   def dist(self, actor_params, obs):
     return distributions.make_distribution("normal", *self.gaussian(actor_params, obs))
 
-  def sample(self, actor_params, obs, key) -> ActionSample:
+  def sample(self, actor_params, obs, key, hp) -> ActionSample:
+    """An exploring action (``hp``: the hyper-parameters, for the policies that read them)."""
+    del hp
     sample = distributions.sample(self.dist(actor_params, obs), key)
     return sample._replace(action=jnp.clip(sample.action, -1.0, 1.0))
+
+  def mode(self, actor_params, obs):
+    """The deterministic action: the mean, already inside the box."""
+    return self.gaussian(actor_params, obs)[0]
+
+  def next_action(self, params, target_params, next_obs, key, hp):
+    """The action a' of the Bellman targets and a bonus added to the reward critic's target
+    value there (SAC's -alpha log pi(a'|s')); here a' ~ pi(.|s'), no bonus."""
+    del target_params
+    return self.sample(params["actor"], next_obs, key, hp).action, 0.0
 
   def q_reward(self, critic_params, obs, action):
     """min over the twin reward critics of Q_r(obs, action)."""
     values = jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
     return jnp.min(values, axis=0)
+
+  def actor_value(self, critic_params, obs, action):
+    """Q_r as the actor sees it: the minimum of the twins (SAC; TD3 overrides it)."""
+    return self.q_reward(critic_params, obs, action)
 
   def q_cost(self, critic_params, obs, action):
     return self.critic.apply(critic_params, obs, action)
@@ -141,14 +167,15 @@ class OffPolicy:
     action = jnp.zeros((self.env.action_size,))
     critics = {
         "reward_critic": jax.vmap(self.critic.init, in_axes=(0, None, None))(
-            jax.random.split(k_reward, TWIN), obs, action),
+            jax.random.split(k_reward, self.reward_critics), obs, action),
         "cost_critic": self.critic.init(k_cost, obs, action)}
     params = {"actor": self.actor.init(k_actor, obs), **critics}
+    targets = {**critics, "actor": params["actor"]} if self.target_actor else critics
     example = Transition(obs=obs, action=action, raw_action=None, reward=jnp.zeros(()),
                          cost=jnp.zeros(()), next_obs=obs, terminal=jnp.zeros(()),
                          done=jnp.zeros(()), alive=jnp.zeros(()))
     return OffPolicyState(
-        params=params, target_params=critics,
+        params=params, target_params=targets,
         critic_opt_state=self.critic_optimizer(hp).init(critics),
         actor_opt_state=actor_tx.init(params["actor"]),
         buffer=replay.init(example, self.config.buffer_capacity),
@@ -164,7 +191,7 @@ class OffPolicy:
     warm = self.warming_up(state)
 
     def act(obs, key):
-      sample = self.sample(state.params["actor"], obs, key)
+      sample = self.sample(state.params["actor"], obs, key, state.hparams)
       uniform = jax.random.uniform(key, sample.action.shape, minval=-1.0, maxval=1.0)
       return ActionSample(jnp.where(warm, uniform, sample.action), sample.raw_action,
                           sample.log_prob)
@@ -172,9 +199,9 @@ class OffPolicy:
 
   def policy(self, state: OffPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
-    if deterministic:  # the mean, already inside the box
-      return self.gaussian(state.params["actor"], obs)[0]
-    return self.sample(state.params["actor"], obs, key).action
+    if deterministic:
+      return self.mode(state.params["actor"], obs)
+    return self.sample(state.params["actor"], obs, key, state.hparams).action
 
   def collect(self, state: OffPolicyState, key: jax.Array):
     """``rollout_length`` steps of every env, stored; returns (env state, data [L, N], buffer)."""
@@ -194,10 +221,10 @@ class OffPolicy:
   # --- Critics. -------------------------------------------------------------------------------
   def critic_step(self, params, target_params, opt_state, hp, batch: Transition, key):
     """One Adam step on Eq. 49-50; returns (critics, opt_state, metrics)."""
-    next_action = self.sample(params["actor"], batch.next_obs, key).action
+    next_action, bonus = self.next_action(params, target_params, batch.next_obs, key, hp)
     keep = hp.gamma * (1.0 - batch.terminal)
-    reward_target = batch.reward + keep * self.q_reward(target_params["reward_critic"],
-                                                        batch.next_obs, next_action)
+    reward_target = batch.reward + keep * (self.q_reward(target_params["reward_critic"],
+                                                         batch.next_obs, next_action) + bonus)
     cost_target = batch.cost + keep * self.q_cost(target_params["cost_critic"], batch.next_obs,
                                                   next_action)
 
@@ -214,6 +241,31 @@ class OffPolicy:
     grads, metrics = jax.grad(loss, has_aux=True)(critics)
     updates, opt_state = self.critic_optimizer(hp).update(grads, opt_state, critics)
     return optax.apply_updates(critics, updates), opt_state, metrics
+
+  # --- One update. ----------------------------------------------------------------------------
+  def update(self, state: OffPolicyState, gradient_step: GradientStep, name: str):
+    """Collect, then ``gradient_steps`` x ``gradient_step`` (a ``lax.scan``; its results kept only
+    once ``learning``), then ``finish``. ``gradient_step(state, carry, (index, key))`` maps
+    ``carry = (params, target_params, critic_opt_state, actor_opt_state, extra)`` to
+    ``(carry, metrics)``; ``state`` already holds the new data in its buffer. A metric is
+    averaged over the steps where it is not NaN."""
+    rng, k_collect, k_learn = jax.random.split(state.rng, 3)
+    env_state, data, buffer = self.collect(state, k_collect)
+    collected = state.replace(buffer=buffer)
+    carry = (state.params, state.target_params, state.critic_opt_state, state.actor_opt_state,
+             state.extra)
+    steps = (jnp.arange(self.config.gradient_steps),
+             jax.random.split(k_learn, self.config.gradient_steps))
+    learned, metrics = jax.lax.scan(lambda c, x: gradient_step(collected, c, x), carry, steps)
+    learning = self.learning(state, buffer)
+    carry = jax.tree_util.tree_map(lambda new, old: jnp.where(learning, new, old), learned, carry)
+    params, target, critic_opt, actor_opt, extra = carry
+    state, standard = self.finish(state, data, params=params, target_params=target,
+                                  critic_opt_state=critic_opt, actor_opt_state=actor_opt,
+                                  extra=extra, buffer=buffer, env_state=env_state, rng=rng)
+    step = {k: jnp.where(learning, jnp.nanmean(v), jnp.nan) for k, v in metrics.items()}
+    return state, {**standard,
+                   **prefixed(name, {**step, "learning": learning.astype(jnp.float32)})}
 
   # --- Bookkeeping. ---------------------------------------------------------------------------
   def finish(self, state: OffPolicyState, data: Transition, **changes):
