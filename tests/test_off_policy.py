@@ -122,12 +122,14 @@ def test_pid_multiplier_rises_while_q_cost_exceeds_the_threshold():
 @pytest.mark.parametrize("algo", ["cvpo", "td3-lag"])
 def test_resume_equals_uninterrupted(algo, tmp_path):
   """Checkpoint and resume with the replay buffer and the algorithm's carried state in it (cvpo:
-  the E- and M-step duals; td3-lag: the target actor, the policy delay, the PID state)."""
+  the E- and M-step duals, here in a sweep of 2 settings x 2 seeds; td3-lag: the target actor,
+  the policy delay, the PID state)."""
   tiny = TINY_OFF if algo == "cvpo" else TINY_LAG
+  sweep = {"kl_mean_bound": [1e-3, 1e-2]} if algo == "cvpo" else {}
   spec = lambda steps: train.RunSpec(algo=algo, env="cruise", seeds=2, total_steps=steps,
                                      overrides={k: str(v) if not isinstance(v, tuple) else
                                                 ",".join(map(str, v)) for k, v in tiny.items()},
-                                     chunk_iters=2)
+                                     sweep=sweep, chunk_iters=2)
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train.run(spec(6 * 16), straight, progress=False)
   train.run(spec(2 * 16), resumed, progress=False)
@@ -136,3 +138,4 @@ def test_resume_equals_uninterrupted(algo, tmp_path):
   assert sorted(a) == sorted(b)
   for name in a:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert len(set(zip(a["setting"], a["seed"]))) == (4 if sweep else 2)
