@@ -212,6 +212,9 @@ CLAIMS: dict[str, Claim] = {
                             OFF_POLICY_BATCH),
     "ddpg-lag/cruise": Claim("ddpg-lag", "cruise", 1000, feasible_on_average(1.0, 30.0, 0.5),
                              OFF_POLICY_BATCH),
+    # CVPO's E-step holds E_q[Q_c] to the same threshold: it ends feasible, at that level.
+    "cvpo/cruise": Claim("cvpo", "cruise", 500, at_limit(0.15, 0.95, level=1.0 - 0.99 ** 100),
+                         OFF_POLICY_BATCH),
 }
 
 #: One short run per family of agents, for ``make test``: the first updates of a claim above, with

@@ -127,7 +127,9 @@ def test_warm_start_and_vmap():
   batched = jax.jit(jax.vmap(aw.solve))(*stacked)
   for i, problem in enumerate(problems):
     alone = _SOLVE(*problem)
-    np.testing.assert_allclose(batched.weights[i], alone.weights, atol=1e-5)
+    # vmapped and single solves round differently, which can change the winning step length
+    # near the optimum: they agree to 1e-4, ten times inside the 1e-3 of the scipy comparison.
+    np.testing.assert_allclose(batched.weights[i], alone.weights, atol=1e-4)
     again = _SOLVE(*problem, init=(alone.eta, alone.lam))
     assert float(again.dual) <= float(alone.dual) + 1e-6 * abs(float(alone.dual))
     np.testing.assert_allclose(again.weights, alone.weights, atol=1e-4)

@@ -139,3 +139,22 @@ def test_resume_equals_uninterrupted(algo, tmp_path):
   for name in a:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
   assert len(set(zip(a["setting"], a["seed"]))) == (4 if sweep else 2)
+
+
+def test_action_penalty_weights_pull_samples_into_the_box():
+  """MO-MPO's penalty weights favour the samples closest to the box, within their KL bound, and
+  leave a state whose samples are all inside unweighted."""
+  from jaxsafe.agents.cvpo import action_penalty_weights
+  key_out, key_in = jax.random.split(jax.random.PRNGKey(0))
+  outside = 1.5 + 0.3 * jax.random.normal(key_out, (64, 32, 2))  # mostly beyond a = 1
+  inside = 0.2 * jax.random.normal(key_in, (64, 32, 2))
+  for raw, pulls in ((outside, True), (inside, False)):
+    solution = jax.jit(action_penalty_weights, static_argnums=3)(raw, 1e-3, jnp.ones(()), 30)
+    w = np.asarray(solution.weights)
+    kl = np.mean(np.sum(w * np.log(w * w.shape[-1] + 1e-30), axis=-1))
+    weighted_mean = np.sum(w[..., None] * np.asarray(raw), axis=1).mean()
+    if pulls:
+      assert kl == pytest.approx(1e-3, rel=0.1)
+      assert weighted_mean < float(raw.mean()) - 0.005  # ~0.3 sqrt(2 eps) at the bound
+    else:
+      np.testing.assert_allclose(w, 1.0 / 32, atol=1e-6)

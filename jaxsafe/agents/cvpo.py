@@ -8,14 +8,18 @@ One ``update``:
    - a batch of B transitions; one Adam step of the reward and cost critics on Eq. 49-52;
    - E-step: K actions per state sampled from the current policy pi_i, scored by the target
      critics; the convex dual of Eq. 9 solved for (eta*, lambda*) (``core.action_weights``, warm
-     started from the last step's answer) and q* of Eq. 8 as weights over the K actions;
+     started from the last step's answer) and q* of Eq. 8 as weights over the K actions; with
+     ``action_penalization`` (ours, MO-MPO's), a second solve of the same dual on
+     Q_penalty = -|a - clip(a)|^2 with its own KL bound, and q* replaced by the mixture of the two;
    - M-step: the policy fitted to q* by weighted maximum likelihood under the decoupled mean and
      covariance KL bounds of Eq. 53-58 (``core.weighted_fit``), M inner steps;
    - Polyak averaging of the critics' targets (Eq. 59).
 
 The cost threshold of the E-step is the episode limit b as a bound on the discounted Q_c
-(``off_policy.cost_threshold``). Choices where the paper is silent are in docs/algorithms.md
-("CVPO").
+(``off_policy.cost_threshold``). The policy is a Gaussian in action space with an unbounded mean
+and a std floor ``min_std``; its samples are clipped to the action box. Choices where the paper is
+silent, and the departures (the policy's parameterisation and the action penalisation, with the
+runs that motivated them), are in docs/algorithms.md ("CVPO").
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class CVPOConfig(OffPolicyConfig):
   e_step_iterations: int = static(10, 1, doc="Newton iterations of the E-step dual (warm "
                                   "started; the authors' SLSQP takes at most 10)")
   m_step_iterations: int = static(6, 1, doc="M: policy steps per M-step")
+  min_std: float = static(0.01, 0.0, doc="floor added to the policy's std (the authors' "
+                          "COV_MIN, 1e-2 in their last experiments)")
   e_step_kl_bound: float = hparam(0.1, 1e-6, None, doc="eps_2: KL(q || pi_i) bound (Eq. 7)")
   actor_learning_rate: float = hparam(2e-3, 0.0, 1.0, doc="Adam step size of the M-step")
   kl_mean_bound: float = hparam(1e-3, 1e-8, None, doc="eps_mu: M-step bound on C_mu (Eq. 54)")
@@ -57,24 +63,40 @@ class CVPOConfig(OffPolicyConfig):
   cov_dual_lr: float = hparam(100.0, 0.0, None, doc="alpha_Sigma (Eq. 57)")
   mean_dual_max: float = hparam(0.1, 0.0, None, doc="upper clip of beta_mu")
   cov_dual_max: float = hparam(10.0, 0.0, None, doc="upper clip of beta_Sigma")
+  action_penalization: bool = static(True, doc="MO-MPO's action penalisation: a second E-step "
+                                     "pulls the samples back into the action box (ours, from "
+                                     "Acme's MPO; docs/algorithms.md)")
+  action_penalty_kl: float = hparam(1e-3, 1e-8, None, doc="eps_penalty: KL bound of the "
+                                    "penalty's E-step (Acme's MPO default)")
 
 
 @struct.dataclass
 class CVPOExtra:
   eta: jax.Array  # the E-step's last (eta*, lambda*), its warm start
   lam: jax.Array
+  eta_penalty: jax.Array  # the action penalty's temperature, its warm start
   duals: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
+
+
+def action_penalty_weights(raw_actions, kl_bound, eta_init, iterations: int):
+  """MO-MPO's action penalisation (Abdolmaleki, Huang et al. 2020; Acme's MPO): the E-step's
+  weights for the objective Q_penalty = -|a - clip(a, -1, 1)|^2 over the K samples [B, K, A] of
+  each state, within KL ``kl_bound`` of pi_i (Eq. 8-9 with no cost constraint)."""
+  penalty = -jnp.sum(jnp.square(raw_actions - jnp.clip(raw_actions, -1.0, 1.0)), axis=-1)
+  return action_weights.solve(penalty, jnp.zeros_like(penalty), 1.0, kl_bound,
+                              init=(eta_init, jnp.zeros_like(eta_init)), iterations=iterations)
 
 
 def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   config = with_task_defaults(config, env)
-  off = OffPolicy(env, config)
+  off = OffPolicy(env, config, config.min_std)
   K, M = config.num_action_samples, config.m_step_iterations
   actor_tx = lambda hp: optax.adam(hp.actor_learning_rate)
 
   def init(key: jax.Array, hparams=None) -> OffPolicyState:
     hp = hparams_of(config) if hparams is None else hparams
-    extra = CVPOExtra(eta=jnp.ones(()), lam=jnp.zeros(()), duals=weighted_fit.init_duals())
+    extra = CVPOExtra(eta=jnp.ones(()), lam=jnp.zeros(()), eta_penalty=jnp.ones(()),
+                      duals=weighted_fit.init_duals())
     return off.init(key, hp, actor_tx(hp), extra)
 
   def gradient_step(state: OffPolicyState, carry, step):
@@ -98,16 +120,26 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
                                   init=(extra.eta, extra.lam),
                                   iterations=config.e_step_iterations)
+    weights, eta_penalty, penalty_metrics = e_step.weights, extra.eta_penalty, {}
+    if config.action_penalization:
+      # MO-MPO: q_penalty = -|a - clip(a)|^2 as a second objective with its own KL bound; the
+      # M-step fits the mixture of the two non-parametric policies.
+      penalised = action_penalty_weights(raw, hp.action_penalty_kl, extra.eta_penalty,
+                                         config.e_step_iterations)
+      weights, eta_penalty = 0.5 * (weights + penalised.weights), penalised.eta
+      penalty_metrics = {"eta_penalty": eta_penalty,
+                         "outside_box": jnp.mean(jnp.abs(raw) > 1.0)}
     # M-step on the same states.
     actor, actor_opt, duals, m_metrics = weighted_fit.m_step(
         off.gaussian, params["actor"], actor_opt, actor_tx(hp), extra.duals,
-        jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), e_step.weights, hp, M)
+        jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), weights, hp, M)
     params = {**params, "actor": actor}
     target = polyak(target, critics, hp.polyak)
-    extra = CVPOExtra(eta=e_step.eta, lam=e_step.lam, duals=duals)
+    extra = CVPOExtra(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, duals=duals)
     metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
                "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,
-               "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean()}
+               "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean(),
+               "policy_std": jnp.exp(log_std).mean(), **penalty_metrics}
     return (params, target, critic_opt, actor_opt, extra), metrics
 
   def update(state: OffPolicyState):
@@ -119,4 +151,4 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
                    "reward_critic_loss", "cost_critic_loss", "q_cost", "kl_mean", "kl_cov",
                    "fit_before", "fit_after", "step_length", "beta_mean", "beta_cov", "eta",
                    "lambda", "e_step_feasible", "threshold", "q_reward_samples",
-                   "q_cost_samples")))
+                   "q_cost_samples", "policy_std", "eta_penalty", "outside_box")))

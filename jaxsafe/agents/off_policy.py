@@ -102,7 +102,7 @@ def with_task_defaults(config: OffPolicyConfig, env: Env) -> OffPolicyConfig:
 
 
 class OffPolicy:
-  """A Gaussian actor in action space (tanh-bounded mean, state-dependent std, samples clipped to
+  """A Gaussian actor in action space (unbounded mean, state-dependent std, samples clipped to
   the box), twin reward Q critics and a cost Q critic,
   on raw observations, with the shared off-policy stages (module docstring)."""
 
@@ -111,8 +111,8 @@ class OffPolicy:
   reward_critics: int = TWIN
   target_actor: bool = False
 
-  def __init__(self, env: Env, config: OffPolicyConfig):
-    self.env, self.config = env, config
+  def __init__(self, env: Env, config: OffPolicyConfig, min_std: float = 0.0):
+    self.env, self.config, self.min_std = env, config, min_std
     self.actor = StateGaussianActor(env.action_size, config.hidden_sizes, config.activation)
     self.critic = QCritic(config.hidden_sizes, config.activation)
     self.steps_per_update = config.num_envs * config.rollout_length
@@ -120,10 +120,14 @@ class OffPolicy:
 
   # --- Networks. ------------------------------------------------------------------------------
   def gaussian(self, actor_params, obs):
-    """(mean, log std) of the policy's Gaussian in action space: the mean bounded to the action
-    box by a tanh, the actions clipped to it (the authors' policy: no squashing)."""
+    """(mean, log std) of the policy's Gaussian in action space, the std at least ``min_std``;
+    the sampled actions are clipped to the box (no squashing, as the authors' policy). The mean
+    is not bounded: a tanh- or sigmoid-bounded mean saturates where the best action is on the
+    boundary, and then the M-step cannot move it (docs/algorithms.md, "CVPO")."""
     mean, log_std = self.actor.apply(actor_params, obs)
-    return jnp.tanh(mean), log_std
+    if self.min_std > 0.0:
+      log_std = jnp.logaddexp(log_std, jnp.log(self.min_std))  # log(std + min_std)
+    return mean, log_std
 
   def dist(self, actor_params, obs):
     return distributions.make_distribution("normal", *self.gaussian(actor_params, obs))
@@ -135,8 +139,8 @@ class OffPolicy:
     return sample._replace(action=jnp.clip(sample.action, -1.0, 1.0))
 
   def mode(self, actor_params, obs):
-    """The deterministic action: the mean, already inside the box."""
-    return self.gaussian(actor_params, obs)[0]
+    """The deterministic action: the mean, clipped to the box."""
+    return jnp.clip(self.gaussian(actor_params, obs)[0], -1.0, 1.0)
 
   def next_action(self, params, target_params, next_obs, key, hp):
     """The action a' of the Bellman targets and a bonus added to the reward critic's target

@@ -45,9 +45,10 @@ from flax import struct
 
 ETA_MIN, ETA_MAX = 1e-6, 1e5
 LAMBDA_MAX = 1e5
-#: step lengths tried along each direction per iteration: 2^1 ... 2^-24 (Newton) and, for the
-#: gradient, the same relative to |x| / |grad| so that scale does not matter.
-_STEPS = 2.0 ** jnp.arange(1, -25, -1)
+#: step lengths tried along each direction per iteration: 2^1, 2^-1, ..., 2^-23 (Newton) and, for
+#: the gradient, the same relative to |x| / |grad| so that scale does not matter. Every other power
+#: of 2 (13, not 26): the grid is most of the solver's time, and the scipy comparison holds.
+_STEPS = 2.0 ** jnp.arange(1, -25, -2)
 
 
 @struct.dataclass
