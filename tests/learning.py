@@ -179,6 +179,7 @@ GRADIENT_AGENTS = ("cgpo", "mb-cgpo", "shac-lag", "bptt-lag")
 #: The gradient agents run 32 envs instead of their default 128 (CI time).
 GRADIENT_BATCH = {"num_envs": 32}
 
+OFF_POLICY_AGENTS = ("cvpo", "sac-lag", "td3-lag", "ddpg-lag")
 #: The off-policy agents run (64, 64) networks instead of their default (256, 256), and start
 #: learning after 1,600 env steps instead of 4,000 (CI time); nothing else changes.
 OFF_POLICY_BATCH = {"hidden_sizes": (64, 64), "warmup_steps": 1600}

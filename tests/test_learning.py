@@ -15,15 +15,15 @@ what it tests well: recovery from an infeasible start, and precision at the limi
 from __future__ import annotations
 
 import pytest
-from learning import CLAIMS, GRADIENT_AGENTS, QUICK_CLAIMS, SEEDS, assert_claim
+from learning import CLAIMS, GRADIENT_AGENTS, OFF_POLICY_AGENTS, QUICK_CLAIMS, SEEDS, assert_claim
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("claim_id", [c for c, claim in CLAIMS.items()
-                                      if claim.algo not in GRADIENT_AGENTS])
+                                      if claim.algo not in GRADIENT_AGENTS + OFF_POLICY_AGENTS])
 def test_claim(claim_id):
-  """The on-policy agents (the gradient-based ones: test_learning_gradient.py, so that the two
-  files run side by side on the slow tier's two workers)."""
+  """The on-policy agents (the gradient-based ones: test_learning_gradient.py, the off-policy
+  ones: test_learning_off_policy.py, so that the files share the slow tier's two workers)."""
   assert_claim(claim_id)
 
 
