@@ -15,8 +15,9 @@ only the policy and its update differ. Each gradient step:
 
        L(theta) = mean_s [alpha log pi(a|s) - Q_r(s, a)] + lambda mean_s [Q_c(s, a) - eps_1],
 
-   with a = pi_theta(s) reparameterised (alpha = 0 for the deterministic policies; TD3 steps
-   every ``policy_delay`` gradient steps, and Q_r is its first critic, as in TD3);
+   with a = pi_theta(s) reparameterised (for the deterministic policies the alpha log pi term
+   is replaced by a small penalty on the actor's pre-tanh output, ours: docs/algorithms.md; TD3
+   steps every ``policy_delay`` gradient steps, and Q_r is its first critic, as in TD3);
 3. lambda from the PID controller on the same batch, its error the mean Q_c(s, pi(s)) - eps_1
    before the step (as the CVPO authors' ``LagrangianPIDController``; eps_1 the episode limit as
    a discounted threshold, ``off_policy.cost_threshold``);
