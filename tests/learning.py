@@ -224,4 +224,6 @@ QUICK_CLAIMS: dict[str, Claim] = {
     "ppo-lag/cruise@40": Claim("ppo-lag", "cruise", 40, at_limit(0.1, 0.95), ON_POLICY_BATCH),
     "cppo/function@30": Claim("cppo", "function", 30, recovers(25), ON_POLICY_BATCH),
     "cgpo/cruise@20": Claim("cgpo", "cruise", 20, at_limit(0.2, 0.9), GRADIENT_BATCH),
+    "sac-lag/cruise@500": Claim("sac-lag", "cruise", 500, feasible_on_average(1.2, 25.0, 0.1),
+                                OFF_POLICY_BATCH),
 }

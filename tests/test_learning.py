@@ -29,5 +29,5 @@ def test_claim(claim_id):
 
 @pytest.mark.parametrize("claim_id", list(QUICK_CLAIMS))
 def test_family_learns_quickly(claim_id):
-  """One short run per family (PPO-Lagrangian, CPPO, gradient-based), on one seed."""
+  """One short run per family (PPO-Lagrangian, CPPO, gradient-based, off-policy), on one seed."""
   assert_claim(claim_id, QUICK_CLAIMS, SEEDS[:1])
