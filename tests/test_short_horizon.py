@@ -211,3 +211,16 @@ def test_paper_metrics_by_hand():
   # Critical area: cost > 8 - 1.5 = 6.5 -> 9, 7, 7.5, 7.9 (4 points); violations > 8 + 0.5: one.
   assert violation_ratio(costs, 8.0, critical_radius=1.5, soft_margin=0.5) == 0.25
   assert violation_ratio([0.0, 1.0], 8.0, critical_radius=1.5, soft_margin=0.5) == -1.0
+
+
+def test_cumulative_cost_by_hand():
+  from jaxsafe.train.paper_metrics import cumulative_cost
+  # T = 100 env steps, 50 per update: an episode ends every second update. Run 0's episodes cost
+  # 30 then 10; the last update has no finished episode and is charged at the last one's 10.
+  steps = [50, 100, 150, 200, 250]
+  costs = [[np.nan, 30.0, np.nan, 10.0, np.nan], [np.nan] * 5]
+  total, violation = cumulative_cost(steps, costs, episode_length=100, cost_limit=20.0)
+  np.testing.assert_allclose(total, [[15, 30, 35, 40, 45], [0, 0, 0, 0, 0]])
+  np.testing.assert_allclose(violation, [[5, 10, 10, 10, 10], [0, 0, 0, 0, 0]])
+  with pytest.raises(ValueError, match="updates"):
+    cumulative_cost(steps[:4], costs, episode_length=100, cost_limit=20.0)

@@ -1,4 +1,5 @@
-"""The evaluation metrics of the CGPO paper (App. F.2): Conv. Steps and Vio. Ratio of Table 1.
+"""The evaluation metrics of the papers: CGPO's Conv. Steps and Vio. Ratio (App. F.2, Table 1),
+and the cumulative cost of training that CVPO's Fig. 4 plots the return against.
 
 Both read one run's learning curve: per logged iteration, the env steps so far, the episode
 return and the episode cost J_C.
@@ -41,3 +42,28 @@ def violation_ratio(costs, cost_limit: float, critical_radius: float, soft_margi
   in_area = np.sum(costs > cost_limit - critical_radius)
   violations = np.sum(costs > cost_limit + soft_margin)
   return float(violations / in_area) if in_area > 0 else -1.0
+
+
+def cumulative_cost(env_steps, episode_costs, episode_length: int, cost_limit: float):
+  """CVPO Fig. 4: the cost paid during training so far, and its violation part, per update.
+
+  ``episode_costs`` is [runs, updates]: the mean cost of the episodes that finished in each update
+  (NaN where none did, as off-policy updates of a few env steps usually are); ``env_steps`` the
+  env steps per run after each update. An update of n env steps adds J_C n / T, where J_C is the
+  mean cost of the next episodes to finish (the episodes it was part of; past the last finished
+  episode, that one's). The violation adds max(0, J_C - b) n / T instead. Returns both as
+  [runs, updates] running sums; a run with no finished episode counts zero.
+  """
+  costs = np.array(episode_costs, dtype=float, ndmin=2)
+  env_steps = np.asarray(env_steps, dtype=float)
+  if costs.shape[-1] != env_steps.shape[-1]:
+    raise ValueError(f"episode_costs has {costs.shape[-1]} updates, env_steps {env_steps.shape[-1]}")
+  rate = np.zeros_like(costs)
+  for run, row in enumerate(costs):
+    finished = np.flatnonzero(np.isfinite(row))
+    if finished.size:
+      next_finished = np.minimum(np.searchsorted(finished, np.arange(len(row))), finished.size - 1)
+      rate[run] = row[finished[next_finished]]
+  episodes = np.diff(env_steps, prepend=0.0) / episode_length
+  return (np.cumsum(rate * episodes, -1),
+          np.cumsum(np.maximum(rate - cost_limit, 0.0) * episodes, -1))
