@@ -398,3 +398,48 @@ def test_negative_delta():
   assert not bool(sol.ok) and np.all(np.asarray(sol.step) == 0)
   sol = jax.vmap(tr.solve)(jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.zeros(2), jnp.array([1.0, -1.0]))
   np.testing.assert_array_equal(np.asarray(sol.ok), [True, False])
+
+
+def _in_metric_reference(hess, g, b, c, delta):
+  """x* of max g.x s.t. c + b.x <= 0, x^T H x <= delta by whitening all n dimensions and
+  calling ``solve`` on the n-vectors H^(-1/2) g and H^(-1/2) b: no 2-D reduction involved."""
+  w, v = np.linalg.eigh(hess)
+  inv_sqrt = v @ np.diag(w ** -0.5) @ v.T
+  solution = tr.solve(jnp.asarray(inv_sqrt @ g), jnp.asarray(inv_sqrt @ b), c, delta)
+  return inv_sqrt @ np.asarray(solution.step), int(solution.case)
+
+
+@pytest.mark.parametrize("shape", ["random", "parallel", "g_zero", "b_zero"])
+def test_solve_in_metric_matches_whitening_all_dimensions(shape):
+  """CPO's form (scalars g^T H^-1 g, g^T H^-1 b, b^T H^-1 b) gives the step the full whitened
+  problem gives, in every case, with x^T H x <= delta and, unless in recovery, c + b.x <= 0; and
+  recovery happens exactly when the linearised problem is infeasible (c > 0, c^2 / s > delta)."""
+  rng = np.random.default_rng(3)
+  seen = set()
+  with jax.enable_x64(True):
+    for _ in range(60):
+      n = 6
+      a = rng.normal(size=(n, n))
+      hess = a @ a.T + 0.1 * np.eye(n)
+      g, b = rng.normal(size=n), rng.normal(size=n)
+      if shape == "parallel":
+        b = -1.7 * g
+      elif shape == "g_zero":
+        g = np.zeros(n)
+      elif shape == "b_zero":
+        b = np.zeros(n)
+      hg, hb = np.linalg.solve(hess, g), np.linalg.solve(hess, b)
+      c, delta = rng.normal() * 2.0, rng.uniform(0.05, 2.0)
+      solution, alpha, beta = tr.solve_in_metric(g @ hg, g @ hb, b @ hb, c, delta)
+      x = float(alpha) * hg + float(beta) * hb
+      expected, case = _in_metric_reference(hess, g, b, c, delta)
+      assert int(solution.case) == case
+      seen.add(case)
+      np.testing.assert_allclose(x, expected, atol=1e-9 * (1 + np.abs(expected).max()))
+      assert x @ hess @ x <= delta * (1 + 1e-9)
+      infeasible = (c > 0) and (b @ hb == 0 or c ** 2 / (b @ hb) > delta)
+      assert (case == tr.RECOVERY) == infeasible
+      if case != tr.RECOVERY:
+        assert c + b @ x <= 1e-9
+  assert seen >= ({tr.RECOVERY, tr.FEASIBLE} if shape == "b_zero" else set(range(3)) - (
+      {tr.PARTIAL} if shape == "parallel" else set())), seen

@@ -200,3 +200,42 @@ def apply_step(params: Any, step: jax.Array) -> Any:
   """params + unravel(step): the update theta_{k+1} = theta_k + d (Eq. 33, 34, 47)."""
   flat, unravel = flatten(params)
   return unravel(flat + jnp.asarray(step, flat.dtype))
+
+
+def solve_in_metric(ghg: jax.Array, ghb: jax.Array, bhb: jax.Array, c: jax.Array,
+                    delta: jax.Array, recovery_weight: jax.Array | float = float("inf")
+                    ) -> tuple[Solution, jax.Array, jax.Array]:
+  """The same problem with the ball measured in a metric H (CPO, Achiam et al. 2017, Eq. 10-12):
+
+      x* = argmax_x g.x   s.t.   c + b.x <= 0,   x^T H x <= delta,
+
+  given only the scalars g^T H^-1 g, g^T H^-1 b and b^T H^-1 b (CPO's q, r, s; from conjugate
+  gradient). For CPO's KL ball 1/2 x^T H x <= delta_KL pass delta = 2 delta_KL.
+
+  In whitened coordinates y = H^(1/2) x it is ``solve``'s problem with g' = H^(-1/2) g and
+  b' = H^(-1/2) b, and its solution lies in span(g', b') (Eq. 40: y = (g' - nu b') / lambda, or
+  along b' in recovery). Any two 2-vectors with the Gram matrix [[ghg, ghb], [ghb, bhb]] describe
+  that plane exactly; we take g2 = (sqrt(ghg), 0) and b2 = (ghb, sqrt(ghg bhb - ghb^2)) / sqrt(ghg)
+  (the Cholesky factor), solve there, and write y2 = alpha g2 + beta b2, so that
+  x* = alpha H^-1 g + beta H^-1 b. Cases, multipliers and predictions carry over unchanged: CPO's
+  infeasible case is RECOVERY (x = -sqrt(delta / s) H^-1 b), its whole-ball-feasible case is
+  FEASIBLE (the TRPO step sqrt(delta / q) H^-1 g).
+
+  Returns:
+    (the 2-D ``Solution``, alpha, beta). Where g' and b' are parallel (or b = 0) any split gives
+    the same x and beta = 0 is returned; where g = 0, alpha = 0.
+  """
+  dtype = jnp.result_type(ghg, ghb, bhb, c, delta, float)
+  ghg, ghb, bhb = (jnp.asarray(x, dtype) for x in (ghg, ghb, bhb))
+  g_len = jnp.sqrt(jnp.maximum(ghg, 0))
+  safe_g_len = jnp.where(g_len > 0, g_len, 1)
+  along = jnp.where(g_len > 0, ghb / safe_g_len, 0)  # b2's component along g2
+  across = jnp.sqrt(jnp.maximum(bhb - along ** 2, 0))  # and across it
+  g2 = jnp.stack([g_len, jnp.zeros((), dtype)])
+  b2 = jnp.stack([along, across])
+  solution = solve(g2, b2, c, delta, recovery_weight)
+  y0, y1 = solution.step[0], solution.step[1]
+  # Back-substitution of [g2 b2] (alpha, beta) = y2; guarded where a column vanishes.
+  beta = jnp.where(across > 0, y1 / jnp.where(across > 0, across, 1), 0)
+  alpha = jnp.where(g_len > 0, (y0 - beta * along) / safe_g_len, 0)
+  return solution, alpha, beta
