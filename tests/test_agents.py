@@ -192,7 +192,8 @@ def test_config_holds_only_what_the_algorithm_reads(name):
   leaves are exactly the sweepable fields (what ``--sweep`` vmaps over)."""
   cfg = agents.default_config(name)
   fields = {f.name for f in dataclasses.fields(cfg)}
-  assert ("multiplier_learning_rate" in fields) == (name in ("ppo-lag", "shac-lag", "bptt-lag"))
+  assert ("multiplier_learning_rate" in fields) == (name in ("ppo-lag", "trpo-lag", "shac-lag",
+                                                                   "bptt-lag"))
   assert ("delta_init" in fields) == (name in ("cgpo", "mb-cgpo"))
   assert ("short_horizon" in fields) == (name in ("cgpo", "mb-cgpo", "shac-lag"))
   assert ("model_learning_rate" in fields) == (name in ("dyna-cppo", "mb-cgpo"))

@@ -189,28 +189,34 @@ class ActorCritic:
 
   # --- Policy and critic step. ----------------------------------------------------------------
   def loss(self, params, hp, stats, batch: dict, policy_loss: PolicyLoss):
-    """The algorithm's policy loss + c_v (L_V^R + L_V^C) - c_ent H on a minibatch."""
+    """The algorithm's policy loss + c_v (L_V^R + L_V^C) - c_ent H on a minibatch; with
+    ``policy_loss=None`` the critics' term alone (the actor then gets a zero gradient: the
+    trust-region agents step it themselves)."""
     obs = self.norm(stats, batch["obs"])
+    value_r, value_c = self.values(params, obs)
+    value_loss = 0.5 * ((value_r - batch["reward_target"]) ** 2).mean()
+    cost_value_loss = 0.5 * ((value_c - batch["cost_target"]) ** 2).mean()
+    critics = {"value_loss": value_loss, "cost_value_loss": cost_value_loss}
+    if policy_loss is None:
+      return hp.value_coef * (value_loss + cost_value_loss), critics
     dist = distributions.make_distribution(self.config.distribution,
                                            *self.actor.apply(params["actor"], obs))
     log_ratio = distributions.log_prob(dist, batch["raw_action"]) - batch["log_prob"]
     ratio = jnp.exp(log_ratio)
     pi_loss, aux = policy_loss(ratio, log_ratio, batch["target"], hp)
-    value_r, value_c = self.values(params, obs)
-    value_loss = 0.5 * ((value_r - batch["reward_target"]) ** 2).mean()
-    cost_value_loss = 0.5 * ((value_c - batch["cost_target"]) ** 2).mean()
     entropy = distributions.entropy(dist).mean()
     total = pi_loss + hp.value_coef * (value_loss + cost_value_loss) - hp.entropy_coef * entropy
-    return total, {"policy_loss": pi_loss, "value_loss": value_loss,
-                   "cost_value_loss": cost_value_loss, "entropy": entropy,
+    return total, {"policy_loss": pi_loss, **critics, "entropy": entropy,
                    "approx_kl": ((ratio - 1.0) - log_ratio).mean(), **aux}
 
-  def sgd(self, state: OnPolicyState, data: Transition, target: jax.Array, adv: Advantages,
-          policy_loss: PolicyLoss, key: jax.Array):
-    """Epochs of minibatch SGD on ``loss``; returns (params, opt_state, mean aux metrics)."""
+  def sgd(self, state: OnPolicyState, data: Transition, target: jax.Array | None,
+          adv: Advantages, policy_loss: PolicyLoss | None, key: jax.Array):
+    """Epochs of minibatch SGD on ``loss``; returns (params, opt_state, mean aux metrics).
+    ``policy_loss=None`` (and ``target=None``) trains the critics alone."""
     hp, stats = state.hparams, state.obs_stats
     batch = flatten_steps({"obs": data.obs, "raw_action": data.raw_action,
-                           "log_prob": data.log_prob, "target": target,
+                           "log_prob": data.log_prob,
+                           "target": jnp.zeros_like(data.reward) if target is None else target,
                            "reward_target": adv.reward_target, "cost_target": adv.cost_target})
     tx = optimizer(hp)
 

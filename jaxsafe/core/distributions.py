@@ -58,3 +58,9 @@ def mode(dist: distrax.Distribution) -> jax.Array:
 def entropy(dist: distrax.Distribution) -> jax.Array:
   """Entropy of the pre-squash Gaussian (the tanh term has no closed form; as Brax's PPO)."""
   return _base(dist).entropy()
+
+
+def kl_divergence(p: distrax.Distribution, q: distrax.Distribution) -> jax.Array:
+  """KL(p || q) of two distributions of the same ``KINDS``: the KL of their Gaussians, which is
+  exact for the tanh-squashed pair too (a shared bijection leaves the KL unchanged)."""
+  return _base(p).kl_divergence(_base(q))
