@@ -69,8 +69,8 @@ def main() -> None:
   from fsrl.utils import BaseLogger
 
   env = make_env(args.obs_size, 2, args.horizon)
-  common = dict(logger=BaseLogger(), cost_limit=25.0, device="cpu", thread=args.threads, seed=0,
-                hidden_sizes=tuple(args.hidden))
+  common = {"logger": BaseLogger(), "cost_limit": 25.0, "device": "cpu", "thread": args.threads,
+            "seed": 0, "hidden_sizes": tuple(args.hidden)}
   if args.algo == "cvpo":
     agent = CVPOAgent(env, sample_act_num=args.action_samples,
                       mstep_iter_num=args.m_step_iterations, **common)

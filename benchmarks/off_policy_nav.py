@@ -100,7 +100,7 @@ def moving_mean(x: np.ndarray, width: int) -> np.ndarray:
   finite = np.isfinite(x)
   csum = np.cumsum(np.where(finite, x, 0.0), -1)
   ccount = np.cumsum(finite, -1)
-  pad = lambda a: np.concatenate([np.zeros(a.shape[:-1] + (1,)), a], -1)  # noqa: E731
+  pad = lambda a: np.concatenate([np.zeros(a.shape[:-1] + (1,)), a], -1)
   csum, ccount = pad(csum), pad(ccount)
   lo = np.maximum(np.arange(1, x.shape[-1] + 1) - width, 0)
   hi = np.arange(1, x.shape[-1] + 1)
@@ -125,7 +125,7 @@ def load(run_dir: str, horizon: int):
 def ppo_cost_at_return(ppo, target: float) -> float:
   """PPO-Lag's cumulative cost (mean over seeds) when its smoothed mean return first reaches
   ``target``; NaN if it never does."""
-  steps, ret, _, cum_cost, _, _ = ppo
+  _, ret, _, cum_cost, _, _ = ppo
   smooth = moving_mean(np.nanmean(ret, 0)[None], max(2, ret.shape[1] // 20))[0]
   hit = np.flatnonzero(smooth >= target)
   return float(cum_cost[:, hit[0]].mean()) if hit.size else np.nan
@@ -135,6 +135,7 @@ def report(args) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   from jaxsafe import envs
 
   os.makedirs(args.img, exist_ok=True)

@@ -192,6 +192,9 @@ CLAIMS: dict[str, Claim] = {
     "ppo-lag/cruise": Claim("ppo-lag", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "pid-lag/cruise": Claim("pid-lag", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "cppo/cruise": Claim("cppo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
+    "trpo/cruise": Claim("trpo", "cruise", 80, unconstrained(2.0, 80.0), ON_POLICY_BATCH),
+    "trpo-lag/cruise": Claim("trpo-lag", "cruise", 80, at_limit(0.15), ON_POLICY_BATCH),
+    "cpo/cruise": Claim("cpo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     # On function (reward = cost) CPPO at its defaults ends 1-37% *below* the limit: with two
     # critics, A and A_c differ only by fitting noise (docs/algorithms.md, "Precision on
     # function"); its precision at the limit is claimed on cruise.

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxsafe.core.natural_gradient import (backtracking_line_search, conjugate_gradient,
-                                           fisher_vector_product)
+from jaxsafe.core.natural_gradient import (
+  backtracking_line_search,
+  conjugate_gradient,
+  fisher_vector_product,
+)
 from jaxsafe.core.networks import GaussianActor
 
 DAMPING = 0.1
@@ -37,7 +40,7 @@ def problem():
       return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
 
     old = jax.tree.map(jax.lax.stop_gradient, policy(flat_old))
-    kl = lambda flat: old.kl_divergence(policy(flat)).mean()  # noqa: E731
+    kl = lambda flat: old.kl_divergence(policy(flat)).mean()
     g = jax.random.normal(k_g, flat_old.shape, jnp.float64)
     yield kl, flat_old, g, unravel
   finally:
@@ -57,7 +60,7 @@ def test_fisher_vector_product_is_the_dense_fisher_times_the_vector(problem):
 def test_fisher_vector_product_on_parameter_pytrees(problem):
   """The agents call it on the params pytree: the same numbers as on the flat vector."""
   kl, flat_old, g, unravel = problem
-  tree_kl = lambda params: kl(ravel_pytree(params)[0])  # noqa: E731
+  tree_kl = lambda params: kl(ravel_pytree(params)[0])
   product = fisher_vector_product(tree_kl, unravel(flat_old), DAMPING)(unravel(g))
   np.testing.assert_allclose(np.asarray(ravel_pytree(product)[0]),
                              np.asarray(fisher_vector_product(kl, flat_old, DAMPING)(g)), rtol=1e-12)
@@ -74,7 +77,7 @@ def test_conjugate_gradient_matches_a_dense_solve(problem):
   np.testing.assert_allclose(x, dense, rtol=1e-6, atol=1e-8 * np.abs(dense).max())
   # With few iterations (as the agents run it) CG is an approximation that still improves on
   # the zero start, and it vmaps: each of three right-hand sides alone gives the same answer.
-  few = lambda b: conjugate_gradient(fvp, b, 10)  # noqa: E731
+  few = lambda b: conjugate_gradient(fvp, b, 10)
   rhs = jnp.stack([g, 2.0 * g[::-1], -g])
   batched = np.asarray(jax.jit(jax.vmap(few))(rhs))
   for b, x_b in zip(rhs, batched):
@@ -87,7 +90,7 @@ def test_backtracking_line_search_takes_the_first_accepted_fraction():
   step = {"w": jnp.array([1.0, 0.0])}
 
   def search(radius):
-    accept = lambda p: jnp.linalg.norm(p["w"]) <= radius  # noqa: E731
+    accept = lambda p: jnp.linalg.norm(p["w"]) <= radius
     return backtracking_line_search(params, step, accept, max_backtracks=5, decay=0.5)
 
   new, fraction = search(1.0)  # the full step passes

@@ -59,9 +59,14 @@ def setup():
   s = b @ np.linalg.solve(hess, b)
   boundary = np.sqrt(2 * float(hp.target_kl) * s)
   step = jax.jit(jax.vmap(lambda c: policy_step(ac, actor, None, batch, c, hp)))
-  return dict(ac=ac, actor=actor, flat=flat, unravel=unravel, hp=hp, kl=kl, hess=hess, b=b,
-              cost_surrogate=cost_surrogate, boundary=boundary,
-              steps=step(jnp.asarray(C_FRACTIONS * boundary, jnp.float32)))
+  return {"ac": ac, "actor": actor, "batch": batch, "flat": flat, "hp": hp, "kl": kl,
+          "hess": hess, "b": b, "cost_surrogate": cost_surrogate, "boundary": boundary,
+          "steps": step(jnp.asarray(C_FRACTIONS * boundary, jnp.float32))}
+
+
+def _flat_row(tree, i: int) -> np.ndarray:
+  """Member ``i`` of a vmapped parameter pytree, as one flat float64 vector."""
+  return np.asarray(ravel_pytree(jax.tree.map(lambda leaf: leaf[i], tree))[0], np.float64)
 
 
 def test_cpo_recovers_exactly_when_the_linearised_problem_is_infeasible(setup):
@@ -75,8 +80,7 @@ def test_cpo_proposal_keeps_the_linearised_constraint_and_the_kl_bound(setup):
   delta = float(setup["hp"].target_kl)
   for i, fraction in enumerate(C_FRACTIONS):
     c = fraction * setup["boundary"]
-    x = np.asarray(ravel_pytree(jax.tree.map(lambda leaf: leaf[i], setup["steps"].proposal))[0],
-                   np.float64)
+    x = _flat_row(setup["steps"].proposal, i)
     model_kl = 0.5 * x @ setup["hess"] @ x
     actual_kl = float(setup["kl"](setup["flat"] + x))
     assert model_kl <= 1.05 * delta, (fraction, model_kl)
@@ -96,34 +100,22 @@ def test_cpo_accepted_step_passes_its_line_search_tests(setup):
   assert (fractions > 0).sum() >= 5, fractions
   for i, fraction in enumerate(C_FRACTIONS):
     c = fraction * setup["boundary"]
-    new = np.asarray(ravel_pytree(jax.tree.map(lambda leaf: leaf[i], steps.actor))[0])
-    proposal = np.asarray(ravel_pytree(jax.tree.map(lambda leaf: leaf[i], steps.proposal))[0])
+    new, proposal = _flat_row(steps.actor, i), _flat_row(steps.proposal, i)
     np.testing.assert_allclose(new - np.asarray(setup["flat"]), fractions[i] * proposal,
                                atol=1e-6)
-    assert float(setup["kl"](jnp.asarray(new))) <= float(hp.kl_tolerance * hp.target_kl)
-    change = float(setup["cost_surrogate"](jnp.asarray(new)) - setup["cost_surrogate"](setup["flat"]))
+    new = jnp.asarray(new, jnp.float32)
+    assert float(setup["kl"](new)) <= float(hp.kl_tolerance * hp.target_kl)
+    change = float(setup["cost_surrogate"](new) - setup["cost_surrogate"](setup["flat"]))
     assert change <= max(-c, 0.0) + 1e-6
 
 
 def test_trpo_step_improves_the_surrogate_within_the_kl_bound(setup):
   """Without a constraint (violation None) the step is TRPO's: the whole KL budget along
   F^-1 g, accepted with a surrogate gain >= 0 and KL <= 1.5 delta."""
-  result = jax.jit(lambda: policy_step(setup["ac"], setup["actor"], None,
-                                       _batch(setup), None, setup["hp"]))()
+  result = jax.jit(lambda: policy_step(setup["ac"], setup["actor"], None, setup["batch"], None,
+                                       setup["hp"]))()
   x = np.asarray(ravel_pytree(result.proposal)[0], np.float64)
   assert 0.5 * x @ setup["hess"] @ x == pytest.approx(float(setup["hp"].target_kl), rel=0.05)
   assert float(result.metrics["step_fraction"]) > 0
   assert float(result.metrics["surrogate_gain"]) >= 0
   assert float(result.metrics["kl"]) <= 1.5 * float(setup["hp"].target_kl)
-
-
-def _batch(setup):
-  """The module's batch again (the fixture keeps only what the CPO tests read)."""
-  ac, actor = setup["ac"], setup["actor"]
-  env = ac.env
-  k_init, k_obs, k_act, k_adv = jax.random.split(jax.random.PRNGKey(0), 4)
-  obs = jax.random.normal(k_obs, (512, env.observation_size))
-  sample = distributions.sample(ac.dist(actor, None, obs), k_act)
-  adv_r, _ = jax.random.normal(k_adv, (2, 512))
-  return {"obs": obs, "raw_action": sample.raw_action, "log_prob": sample.log_prob,
-          "adv_r": (adv_r - adv_r.mean()) / adv_r.std(), "adv_c": jnp.zeros(512)}

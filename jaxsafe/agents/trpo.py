@@ -6,15 +6,15 @@
   search. The unconstrained reference; the cost critic is still trained so costs are logged.
 - ``trpo-lag``: the same step on the Lagrangian advantage (A^R - lambda A^C) / (1 + lambda), lambda
   by projected gradient ascent on the measured episode cost (Ray et al. 2019; as ``ppo-lag``).
-- ``cpo`` (Achiam et al. 2017, Sec. 6): the step of the linearised problem (Eq. 10)
+- ``cpo`` (Achiam et al. 2017, Sec. 6.1): the step of the linearised problem
 
       max_x g.x   s.t.   c + b.x <= 0,   1/2 x^T F x <= delta,
 
   g and b the gradients of the reward and cost surrogates, c the constraint value. Its dual
-  (Eq. 11-12 in the scalars q = g^T F^-1 g, r = g^T F^-1 b, s = b^T F^-1 b) is solved in closed
+  (Sec. 6.1, in the scalars q = g^T F^-1 g, r = g^T F^-1 b, s = b^T F^-1 b) is solved in closed
   form by ``core.trust_region.solve_in_metric``, the solver CGPO uses, in the Fisher metric; when
   no point of the trust region is feasible (c > 0 and c^2 / s > 2 delta) it takes the recovery
-  step -sqrt(2 delta / s) F^-1 b (Eq. 18). The line search then asks the cost surrogate not to
+  step -sqrt(2 delta / s) F^-1 b (Sec. 6.2). The line search then asks the cost surrogate not to
   rise by more than max(-c, 0), the reward surrogate to improve (not in recovery) and the KL to
   stay within 1.5 delta (OmniSafe's CPO).
 
@@ -49,8 +49,11 @@ from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage
 from jaxsafe.core import distributions, trust_region
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.natural_gradient import (backtracking_line_search, conjugate_gradient,
-                                           fisher_vector_product)
+from jaxsafe.core.natural_gradient import (
+  backtracking_line_search,
+  conjugate_gradient,
+  fisher_vector_product,
+)
 from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
 
@@ -109,7 +112,7 @@ def policy_step(ac: ActorCritic, actor, stats, batch: dict, violation: jax.Array
     return (jnp.exp(log_ratio) * advantage).mean()
 
   old = jax.tree.map(jax.lax.stop_gradient, dist(actor))
-  kl = lambda params: distributions.kl_divergence(old, dist(params)).mean()  # noqa: E731
+  kl = lambda params: distributions.kl_divergence(old, dist(params)).mean()
   fvp = fisher_vector_product(kl, actor, hp.cg_damping)
   reward_before, g = jax.value_and_grad(surrogate)(actor, batch["adv_r"])
   x = conjugate_gradient(fvp, g, ac.config.cg_iterations)  # F^-1 g

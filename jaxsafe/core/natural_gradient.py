@@ -42,7 +42,7 @@ def fisher_vector_product(kl: Callable[[Params], jax.Array], params: Params,
   _, hessian_vector = jax.linearize(jax.grad(kl), params)
 
   def product(v: Params) -> Params:
-    return optax.tree_utils.tree_add_scale(hessian_vector(v), damping, v)
+    return optax.tree.add_scale(hessian_vector(v), damping, v)
 
   return product
 
@@ -63,7 +63,7 @@ def backtracking_line_search(params: Params, step: Params,
   The candidates are tried in order in a ``lax.while_loop``, so the expected cost is that of the
   first few; under vmap the loop runs until every member of the batch has stopped.
   """
-  candidate = lambda fraction: optax.tree_utils.tree_add_scale(params, fraction, step)  # noqa: E731
+  candidate = lambda fraction: optax.tree.add_scale(params, fraction, step)
 
   def searching(carry):
     k, found = carry

@@ -205,7 +205,7 @@ def apply_step(params: Any, step: jax.Array) -> Any:
 def solve_in_metric(ghg: jax.Array, ghb: jax.Array, bhb: jax.Array, c: jax.Array,
                     delta: jax.Array, recovery_weight: jax.Array | float = float("inf")
                     ) -> tuple[Solution, jax.Array, jax.Array]:
-  """The same problem with the ball measured in a metric H (CPO, Achiam et al. 2017, Eq. 10-12):
+  """The same problem with the ball measured in a metric H (CPO: Achiam et al. 2017, Sec. 6):
 
       x* = argmax_x g.x   s.t.   c + b.x <= 0,   x^T H x <= delta,
 
