@@ -1,5 +1,6 @@
 """The runner: logs, checkpoints, resume equality, sweeps, divergence, multi-device sharding."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -271,3 +272,12 @@ def test_shared_critic_option_trains_one_two_headed_critic():
                         if k == "Dense_2")
   moved = np.abs(np.asarray(head(state)) - np.asarray(head(initial))).max(axis=0)
   assert moved.shape == (2,) and np.all(moved > 0)
+
+
+def test_tuple_overrides_survive_the_config_json_round_trip():
+  """A run trained with ``hidden_sizes=(8,)`` in Python records a list in config.json; resume,
+  eval and plot rebuild the spec from it, so the list must parse back to the tuple."""
+  spec = train.RunSpec("ppo", "function", overrides={"hidden_sizes": (8, 4)})
+  again = train.RunSpec(**json.loads(json.dumps(dataclasses.asdict(spec))))
+  assert again.overrides["hidden_sizes"] == [8, 4]
+  assert runner.plan(again).agent.config.hidden_sizes == (8, 4)

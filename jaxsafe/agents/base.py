@@ -80,7 +80,8 @@ def hparams_of(config):
 def _parse(name: str, kind: Any, text: Any) -> Any:
   """Converts ``text`` (a string from the command line, or a Python value) to the field's type."""
   if not isinstance(text, str):
-    value = text
+    # A list where a tuple is expected is what a run's config.json gives back on resume.
+    value = tuple(text) if typing.get_origin(kind) is tuple and isinstance(text, list) else text
   elif kind is bool:
     lowered = text.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
