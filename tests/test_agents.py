@@ -30,6 +30,54 @@ def test_clipped_surrogate_by_hand():
   np.testing.assert_allclose(float(aux["clip_fraction"]), 2 / 3, rtol=1e-6)
 
 
+def test_pdo_and_appo_losses_by_hand():
+  """PDO: -E[rho A] unclipped. APPO with rho = (0.5, 1.5), eps = 0.2: the reward term takes the
+  smaller of rho a and clip(rho) a (0.8 a_1 for a_1 = 1 is larger than 0.5: 0.5 is kept), the cost
+  term the larger: for a_c = (2, 2), max(0.5 * 2, 0.8 * 2) = 1.6 and max(1.5 * 2, 1.2 * 2) = 3."""
+  rho = jnp.array([0.5, 1.5])
+  loss, _ = ppo.importance_surrogate_loss(rho, None, jnp.array([1.0, 2.0]), None)
+  np.testing.assert_allclose(float(loss), -(0.5 + 3.0) / 2, rtol=1e-6)
+  hp = ppo.APPOConfig(clip_eps=0.2)
+  target = jnp.array([[1.0, 2.0], [1.0, 2.0]])  # (a_r, a_c) per sample
+  loss, aux = ppo.appo_loss(rho, None, target, hp)
+  np.testing.assert_allclose(float(loss), -(0.5 + 1.2) / 2 + (1.6 + 3.0) / 2, rtol=1e-6)
+  assert float(aux["clip_fraction"]) == 1.0
+  # f = max(0, lambda + sigma (J_C - b)): the quadratic term acts before lambda has grown.
+  hp = ppo.APPOConfig(cost_limit=25.0, penalty_sigma=0.1)
+  assert float(ppo.augmented_factor(jnp.float32(0.0), jnp.float32(35.0), hp)) == pytest.approx(1.0)
+  assert float(ppo.augmented_factor(jnp.float32(0.5), jnp.float32(15.0), hp)) == 0.0
+  assert float(ppo.augmented_factor(jnp.float32(2.0), jnp.float32(15.0), hp)) == pytest.approx(1.0)
+
+
+def test_kl_early_stopping_skips_the_rest_of_the_epochs():
+  """With a threshold below any KL, only the first minibatch step (taken at KL 0) is applied;
+  with a huge one, every step is, as without early stopping."""
+  from jaxsafe.agents.on_policy import ActorCritic
+  from jaxsafe.core.rollout import rollout
+  agent = agents.make("pdo", "function", num_envs=4, rollout_length=8, update_epochs=2,
+                      num_minibatches=4, hidden_sizes=(8,))
+  ac = ActorCritic(agent.env, agent.config)
+  state = agent.init(jax.random.PRNGKey(0))
+  _, data = rollout(agent.env, state.env_state, ac.act(state), jax.random.PRNGKey(1), 8)
+  adv = ac.advantages(state, data)
+  target = ppo.standardize(adv.reward)
+
+  def sgd(kl_stop):
+    return ac.sgd(state, data, target, adv, ppo.importance_surrogate_loss, jax.random.PRNGKey(2),
+                  kl_stop)
+
+  stopped_params, _, stopped = sgd(jnp.float32(1e-12))
+  full_params, _, full = sgd(jnp.float32(1e6))
+  plain_params, _, _ = sgd(None)
+  assert float(stopped["early_stopped"]) == pytest.approx(7 / 8)  # 7 of 2 x 4 steps skipped
+  assert float(full["early_stopped"]) == 0.0
+  for a, b in zip(jax.tree.leaves(full_params), jax.tree.leaves(plain_params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-9)
+  moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in
+           zip(jax.tree.leaves(stopped_params["actor"]), jax.tree.leaves(full_params["actor"]))]
+  assert max(moved) > 0
+
+
 def test_lagrangian_advantage_by_hand():
   """Standardised A^R = (-s, 0, s), A^C = (s, -s, 0) with s = sqrt(3/2); lambda = 1 halves
   their difference."""
@@ -192,8 +240,8 @@ def test_config_holds_only_what_the_algorithm_reads(name):
   leaves are exactly the sweepable fields (what ``--sweep`` vmaps over)."""
   cfg = agents.default_config(name)
   fields = {f.name for f in dataclasses.fields(cfg)}
-  assert ("multiplier_learning_rate" in fields) == (name in ("ppo-lag", "trpo-lag", "shac-lag",
-                                                                   "bptt-lag"))
+  assert ("multiplier_learning_rate" in fields) == (name in ("ppo-lag", "trpo-lag", "pdo", "appo",
+                                                                   "shac-lag", "bptt-lag"))
   assert ("delta_init" in fields) == (name in ("cgpo", "mb-cgpo"))
   assert ("short_horizon" in fields) == (name in ("cgpo", "mb-cgpo", "shac-lag"))
   assert ("model_learning_rate" in fields) == (name in ("dyna-cppo", "mb-cgpo"))

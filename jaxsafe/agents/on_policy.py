@@ -210,9 +210,12 @@ class ActorCritic:
                    "approx_kl": ((ratio - 1.0) - log_ratio).mean(), **aux}
 
   def sgd(self, state: OnPolicyState, data: Transition, target: jax.Array | None,
-          adv: Advantages, policy_loss: PolicyLoss | None, key: jax.Array):
+          adv: Advantages, policy_loss: PolicyLoss | None, key: jax.Array,
+          kl_stop: jax.Array | None = None):
     """Epochs of minibatch SGD on ``loss``; returns (params, opt_state, mean aux metrics).
-    ``policy_loss=None`` (and ``target=None``) trains the critics alone."""
+    ``policy_loss=None`` (and ``target=None``) trains the critics alone. With ``kl_stop``, KL
+    early stopping: from the first minibatch whose approximate KL(pi_old || pi) exceeds it,
+    the remaining steps are skipped (metric ``early_stopped``: the fraction skipped)."""
     hp, stats = state.hparams, state.obs_stats
     batch = flatten_steps({"obs": data.obs, "raw_action": data.raw_action,
                            "log_prob": data.log_prob,
@@ -221,15 +224,21 @@ class ActorCritic:
     tx = optimizer(hp)
 
     def sgd_step(carry, part):
-      params, opt_state = carry
+      params, opt_state, stopped = carry
       grads, aux = jax.grad(self.loss, has_aux=True)(params, hp, stats, part, policy_loss)
-      updates, opt_state = tx.update(grads, opt_state, params)
+      updates, new_opt_state = tx.update(grads, opt_state, params)
       aux["grad_norm"] = optax.tree.norm(grads)
-      return (optax.apply_updates(params, updates), opt_state), aux
+      new_params = optax.apply_updates(params, updates)
+      if kl_stop is not None:  # the KL is measured before this minibatch's step
+        stopped = stopped | (aux["approx_kl"] > kl_stop)
+        aux["early_stopped"] = stopped.astype(jnp.float32)
+        new_params, new_opt_state = jax.tree.map(lambda old, new: jnp.where(stopped, old, new),
+                                                 (params, opt_state), (new_params, new_opt_state))
+      return (new_params, new_opt_state, stopped), aux
 
-    (params, opt_state), aux = minibatch.epochs(
-        sgd_step, (state.params, state.opt_state), batch, key, self.config.update_epochs,
-        self.config.num_minibatches)
+    (params, opt_state, _), aux = minibatch.epochs(
+        sgd_step, (state.params, state.opt_state, jnp.bool_(False)), batch, key,
+        self.config.update_epochs, self.config.num_minibatches)
     return params, opt_state, {k: v.mean() for k, v in aux.items()}
 
   # --- Bookkeeping. ---------------------------------------------------------------------------

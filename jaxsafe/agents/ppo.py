@@ -1,4 +1,4 @@
-"""PPO, PPO-Lag and PID-Lag: the clipped surrogate with three ways to handle the cost.
+"""PPO, PPO-Lag, PID-Lag, PDO and APPO: policy-gradient surrogates with five ways to handle cost.
 
 - ``ppo``: PPO-Clip (Schulman et al. 2017, Eq. 7), the unconstrained reference; the cost critic
   is still trained so the cost value is logged.
@@ -6,6 +6,14 @@
   the measured episode cost (Ray, Achiam and Amodei 2019, "Benchmarking Safe Exploration").
 - ``pid-lag``: lambda from the PID controller of Stooke, Achiam and Abbeel (2020), Algorithm 2
   (called CPPO-PID elsewhere).
+- ``pdo``: primal-dual optimisation (Chow et al. 2018) as OmniSafe runs it: the unclipped
+  importance-weighted surrogate -E[rho A] on the same Lagrangian advantage, SGD epochs stopped
+  early once the KL to the old policy passes ``target_kl``, lambda by gradient ascent.
+- ``appo``: augmented PPO (Dai et al. 2023): the Lagrangian augmented with the quadratic term
+  sigma/2 (J_C - b)^2 (method of multipliers), so the cost surrogate's weight is
+  f = max(0, lambda + sigma (J_C - b)); the policy loss (as the authors' code) is
+  (-E[min(rho A^R, clip(rho) A^R)] + f E[max(rho A^C, clip(rho) A^C)]) / (1 + f), the cost term
+  clipped pessimistically.
 
 One ``update`` (``make_ppo``) is the algorithm box: collect a batch with the current policy,
 estimate reward and cost advantages with GAE, step the multiplier on the batch's episode cost,
@@ -30,6 +38,7 @@ from jaxsafe.agents.on_policy import (
   ActorCritic,
   OnPolicyConfig,
   OnPolicyState,
+  PolicyLoss,
   standardize,
   step_metrics,
   with_task_defaults,
@@ -58,6 +67,28 @@ class PPOLagConfig(PPOConfig):
 
 
 @config
+class PDOConfig(OnPolicyConfig):
+  """Hyper-parameters of ``pdo``: ``OnPolicyConfig`` plus OmniSafe's ``PDO.yaml``: KL early
+  stopping at 0.02, multiplier step 0.035 from 0.001 (no PPO clip: PDO's surrogate is
+  unclipped)."""
+
+  target_kl: float = hparam(0.02, 1e-8, None, doc="KL early stopping of the SGD epochs")
+  multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size")
+  multiplier_init: float = hparam(0.001, 0.0, None, doc="initial multiplier")
+
+
+@config
+class APPOConfig(PPOConfig):
+  """Hyper-parameters of ``appo``: ``PPOConfig`` plus the quadratic term's sigma 0.1 and the
+  initial multiplier 1e-3 of the authors' code (``appo/algorithms/appo.py``), and ppo-lag's
+  multiplier step 0.035 (the authors' Adam on lambda is replaced by the plain ascent step)."""
+
+  penalty_sigma: float = hparam(0.1, 0.0, None, doc="sigma: weight of the quadratic term")
+  multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size")
+  multiplier_init: float = hparam(0.001, 0.0, None, doc="initial multiplier")
+
+
+@config
 class PIDLagConfig(PPOConfig):
   """Hyper-parameters of ``pid-lag``: ``PPOConfig`` plus the PID gains and EMA weights from
   OmniSafe's CPPOPID (Kp 0.1, Ki 0.01, Kd 0.01, EMA 0.95), which follow Stooke et al. (2020)."""
@@ -75,6 +106,30 @@ def clipped_surrogate_loss(ratio, log_ratio, advantage, hp):
   clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
   loss = -jnp.minimum(ratio * advantage, clipped * advantage).mean()
   return loss, {"clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean()}
+
+
+def importance_surrogate_loss(ratio, log_ratio, advantage, hp):
+  """-E[rho A]: the unclipped importance-weighted surrogate (PDO), and the mean ratio."""
+  del log_ratio, hp
+  return -(ratio * advantage).mean(), {"mean_ratio": ratio.mean()}
+
+
+def appo_loss(ratio, log_ratio, target, hp):
+  """APPO's policy loss, with ``target`` [..., 2] = (A^R, f A^C) / (1 + f) precomputed (positive
+  factors commute with min and max): -E[min(rho a_r, clip(rho) a_r)] + E[max(rho a_c,
+  clip(rho) a_c)], the cost term clipped pessimistically (the larger of the two)."""
+  del log_ratio
+  clipped = jnp.clip(ratio, 1.0 - hp.clip_eps, 1.0 + hp.clip_eps)
+  reward, cost = target[..., 0], target[..., 1]
+  loss = (-jnp.minimum(ratio * reward, clipped * reward).mean()
+          + jnp.maximum(ratio * cost, clipped * cost).mean())
+  return loss, {"clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean()}
+
+
+def augmented_factor(multiplier: jax.Array, episode_cost: jax.Array, hp) -> jax.Array:
+  """APPO's weight of the cost surrogate, f = max(0, lambda + sigma (J_C - b)): the derivative
+  of the augmented term (the method of multipliers' update, read at the current J_C)."""
+  return jnp.maximum(0.0, multiplier + hp.penalty_sigma * (episode_cost - hp.cost_limit))
 
 
 def lagrangian_advantage(adv_r: jax.Array, adv_c: jax.Array, multiplier: jax.Array) -> jax.Array:
@@ -99,9 +154,12 @@ def pid_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp) -> lagran
 
 
 def make_ppo(env: Env, config: PPOConfig, name: str = "ppo",
-             multiplier_step: MultiplierStep | None = None) -> Agent:
+             multiplier_step: MultiplierStep | None = None,
+             policy_loss: PolicyLoss = clipped_surrogate_loss, augmented: bool = False,
+             kl_early_stop: bool = False) -> Agent:
   """Builds PPO on ``env`` (vmapped, auto-resetting); with a ``multiplier_step`` (``ascent_step``
-  or ``pid_step``) the advantage is the Lagrangian one."""
+  or ``pid_step``) the advantage is the Lagrangian one, or with ``augmented`` APPO's pair of
+  targets for ``appo_loss``; ``kl_early_stop`` stops the SGD epochs at ``hp.target_kl``."""
   config = with_task_defaults(config, env)
   ac = ActorCritic(env, config)
 
@@ -130,10 +188,16 @@ def make_ppo(env: Env, config: PPOConfig, name: str = "ppo",
                                    stepped, state.lagrange)
       advantage = lagrangian_advantage(adv.reward, adv.cost, lag.multiplier)
       extra = {"multiplier": lag.multiplier}
+      if augmented:  # APPO: the cost's weight f from lambda and the latest measured J_C
+        measured = jnp.where(jnp.isnan(episode[1]), state.last_episode[1], episode[1])
+        factor = augmented_factor(lag.multiplier, jnp.nan_to_num(measured, nan=hp.cost_limit), hp)
+        advantage = jnp.stack([standardize(adv.reward), factor * standardize(adv.cost)],
+                              -1) / (1.0 + factor)
+        extra["factor"] = factor
 
-    # --- 4. Policy and critic step: SGD epochs on the clipped surrogate. -------------------
-    params, opt_state, sgd_metrics = ac.sgd(state, data, advantage, adv,
-                                            clipped_surrogate_loss, k_sgd)
+    # --- 4. Policy and critic step: SGD epochs on the policy loss. -------------------------
+    params, opt_state, sgd_metrics = ac.sgd(state, data, advantage, adv, policy_loss, k_sgd,
+                                            hp.target_kl if kl_early_stop else None)
 
     # --- 5. Bookkeeping. -------------------------------------------------------------------
     state, metrics = ac.finish(state, data, episode, params=params, opt_state=opt_state,
@@ -151,3 +215,11 @@ def make_ppo_lag(env: Env, config: PPOLagConfig, name: str = "ppo-lag") -> Agent
 
 def make_pid_lag(env: Env, config: PIDLagConfig, name: str = "pid-lag") -> Agent:
   return make_ppo(env, config, name, pid_step)
+
+
+def make_pdo(env: Env, config: PDOConfig, name: str = "pdo") -> Agent:
+  return make_ppo(env, config, name, ascent_step, importance_surrogate_loss, kl_early_stop=True)
+
+
+def make_appo(env: Env, config: APPOConfig, name: str = "appo") -> Agent:
+  return make_ppo(env, config, name, ascent_step, appo_loss, augmented=True)
