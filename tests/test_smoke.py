@@ -42,7 +42,7 @@ _OFF_LAG = {"num_envs": 4, "rollout_length": 4, "gradient_steps": 2, "batch_size
             "buffer_capacity": 64, "warmup_steps": 0, "hidden_sizes": (8,)}
 _OFF = {**_OFF_LAG, "num_action_samples": 4}
 _TRPO = {**_PPO, "cg_iterations": 3, "line_search_steps": 3}
-SMALL = {"pdo": _PPO, "appo": _PPO, "trpo": _TRPO, "trpo-lag": _TRPO, "cpo": _TRPO, "cvpo": _OFF, "sac-lag": _OFF_LAG, "td3-lag": _OFF_LAG, "ddpg-lag": _OFF_LAG, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
+SMALL = {"cup": _PPO, "pdo": _PPO, "appo": _PPO, "trpo": _TRPO, "trpo-lag": _TRPO, "cpo": _TRPO, "cvpo": _OFF, "sac-lag": _OFF_LAG, "td3-lag": _OFF_LAG, "ddpg-lag": _OFF_LAG, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
          "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": {**_GRADIENT, **_CRITICS},
          "mb-cgpo": {**_GRADIENT, **_CRITICS, **_MODEL}, "shac-lag": {**_GRADIENT, **_CRITICS},
          "bptt-lag": _GRADIENT}

@@ -35,6 +35,7 @@ _AGENTS: dict[str, _Entry] = {
     "pid-lag": _Entry("ppo", "PIDLagConfig", "make_pid_lag", "PPO with the PID Lagrangian (Stooke et al. 2020)"),
     "pdo": _Entry("ppo", "PDOConfig", "make_pdo", "primal-dual optimisation: unclipped surrogate, KL early stop, gradient-ascent multiplier (Chow et al. 2018)"),
     "appo": _Entry("ppo", "APPOConfig", "make_appo", "augmented PPO: the Lagrangian plus a quadratic penalty term (Dai et al. 2023)"),
+    "cup": _Entry("cup", "CUPConfig", "make_cup", "constrained update projection: PPO improvement, then a KL-held cost projection (Yang et al. 2022)"),
     "trpo": _Entry("trpo", "TRPOConfig", "make_trpo", "TRPO: natural gradient in a KL trust region, unconstrained reference (Schulman et al. 2015)"),
     "trpo-lag": _Entry("trpo", "TRPOLagConfig", "make_trpo_lag", "TRPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
     "cpo": _Entry("trpo", "CPOConfig", "make_cpo", "Constrained Policy Optimization: the trust-region step with a linearised cost constraint (Achiam et al. 2017)"),
