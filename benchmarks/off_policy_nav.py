@@ -20,6 +20,8 @@ cumulative_cost``: each update's env steps are charged at the cost of the episod
     .venv/bin/python benchmarks/off_policy_nav.py run --out /tmp/offnav --task car-circle \\
         --algos cvpo --label=-no-kl --set kl_mean_bound=1000 --set kl_cov_bound=1000  # Fig. 6
     .venv/bin/python benchmarks/off_policy_nav.py report --out /tmp/offnav --img docs/img
+    .venv/bin/python benchmarks/off_policy_nav.py ablation --out /tmp/offnav --task car-circle \\
+        --label=-no-kl --img docs/img
 """
 
 from __future__ import annotations
@@ -202,9 +204,49 @@ def report(args) -> None:
     print("\n".join(rows))
 
 
+def ablation(args) -> None:
+  """CVPO Fig. 6: ``cvpo`` against ``cvpo<label>`` (``--label``, e.g. -no-kl) on the seeds and env
+  steps both have (the longer run cut to the shorter; the first seeds of the larger set)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from jaxsafe import envs
+
+  for task in args.task:
+    horizon = envs.make(task).episode_length
+    runs = {name: load(os.path.join(args.out, task, name), horizon)
+            for name in ("cvpo", "cvpo" + args.label)}
+    updates = min(r[0].shape[0] for r in runs.values())
+    seeds = min(r[1].shape[0] for r in runs.values())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    print(f"\n### {task}: M-step KL ablation ({seeds} seeds, {runs['cvpo'][0][updates - 1]:,.0f} "
+          "env steps each)\n")
+    print("| run | last-20% return | last-20% cost | cumulative cost |")
+    print("|---|---:|---:|---:|")
+    for name, (steps, ret, cost, cum_cost, _, limit) in runs.items():
+      steps, ret, cost = steps[:updates], ret[:seeds, :updates], cost[:seeds, :updates]
+      width = max(2, updates // 20)
+      for ax, values in zip(axes, (ret, cost)):
+        ax.plot(steps, moving_mean(np.nanmean(values, 0)[None], width)[0], label=name)
+      tail = slice(int(0.8 * updates), None)
+      print(f"| {name} | {np.nanmean(ret[:, tail]):.2f} | {np.nanmean(cost[:, tail]):.1f} | "
+            f"{cum_cost[:seeds, updates - 1].mean():,.0f} |")
+    axes[1].axhline(limit, color="k", linestyle="--", linewidth=1, label=f"b = {limit:g}")
+    axes[0].set(xlabel="env steps", ylabel="episode return", title=f"{task}: return")
+    axes[1].set(xlabel="env steps", ylabel="episode cost", title=f"{task}: cost")
+    for ax in axes:
+      ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(args.img, f"off_policy_{task.replace('/', '_')}_ablation{args.label}.png")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"\nfigure: {path}")
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("mode", choices=("run", "report"))
+  p.add_argument("mode", choices=("run", "report", "ablation"))
   p.add_argument("--out", required=True, help="directory of the runs")
   p.add_argument("--task", action="append", help=f"repeatable; default: all of {TASKS}")
   p.add_argument("--algos", default=",".join((*OFF_POLICY, ON_POLICY)))
@@ -220,7 +262,7 @@ def main() -> None:
   p.add_argument("--img", default="docs/img")
   args = p.parse_args()
   args.task = args.task or list(TASKS)
-  run(args) if args.mode == "run" else report(args)
+  {"run": run, "report": report, "ablation": ablation}[args.mode](args)
 
 
 if __name__ == "__main__":
