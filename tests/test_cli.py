@@ -56,7 +56,7 @@ BAD_INPUTS = [
     # A field another algorithm uses is refused, never accepted silently (issue 12).
     (["train", "cgpo", "function", "--set", "lagrangian_lr=0.1"], "unknown hyper-parameter 'lagrangian_lr'"),
     (["train", "cgpo", "function", "--set", "multiplier_learning_rate=0.1"],
-     "'multiplier_learning_rate' is not a hyper-parameter of cgpo (it belongs to ppo-lag, shac-lag, bptt-lag)"),
+     "'multiplier_learning_rate' is not a hyper-parameter of cgpo (it belongs to ppo-lag, pdo, appo, cup, trpo-lag, shac-lag, bptt-lag)"),
     (["train", "cgpo", "function", "--sweep", "multiplier_learning_rate=0.1,0.2"],
      "'multiplier_learning_rate' is not a hyper-parameter of cgpo"),
     (["train", "ppo", "function", "--sweep", "pid_kp=0.1,0.2"],

@@ -49,7 +49,7 @@ def problem():
 
 def test_fisher_vector_product_is_the_dense_fisher_times_the_vector(problem):
   kl, flat_old, g, _ = problem
-  fisher = np.asarray(jax.hessian(kl)(flat_old))
+  fisher = np.asarray(jax.jit(jax.hessian(kl))(flat_old))
   assert np.allclose(fisher, fisher.T) and np.linalg.eigvalsh(fisher).min() > -1e-10
   for damping in (0.0, DAMPING):
     product = fisher_vector_product(kl, flat_old, damping)(g)
@@ -68,7 +68,7 @@ def test_fisher_vector_product_on_parameter_pytrees(problem):
 
 def test_conjugate_gradient_matches_a_dense_solve(problem):
   kl, flat_old, g, _ = problem
-  matrix = np.asarray(jax.hessian(kl)(flat_old)) + DAMPING * np.eye(len(g))
+  matrix = np.asarray(jax.jit(jax.hessian(kl))(flat_old)) + DAMPING * np.eye(len(g))
   dense = np.linalg.solve(matrix, np.asarray(g))
   fvp = fisher_vector_product(kl, flat_old, DAMPING)
   x = np.asarray(jax.jit(conjugate_gradient, static_argnums=(0, 2))(fvp, g, len(g)))

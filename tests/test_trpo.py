@@ -54,7 +54,7 @@ def setup():
     return (jnp.exp(distributions.log_prob(new, batch["raw_action"]) - batch["log_prob"])
             * batch["adv_c"]).mean()
 
-  hess = np.asarray(jax.hessian(kl)(flat), np.float64) + float(hp.cg_damping) * np.eye(n_params)
+  hess = np.asarray(jax.jit(jax.hessian(kl))(flat), np.float64) + float(hp.cg_damping) * np.eye(n_params)
   b = np.asarray(jax.grad(cost_surrogate)(flat), np.float64)
   s = b @ np.linalg.solve(hess, b)
   boundary = np.sqrt(2 * float(hp.target_kl) * s)
