@@ -30,7 +30,12 @@ from jaxsafe.agents.on_policy import (
   step_metrics,
   with_task_defaults,
 )
-from jaxsafe.agents.ppo import PPOConfig, ascent_step, clipped_surrogate_loss
+from jaxsafe.agents.ppo import (
+  PPOConfig,
+  ascent_step,
+  clipped_surrogate_loss,
+  step_unless_unmeasured,
+)
 from jaxsafe.core import distributions, minibatch
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
@@ -104,9 +109,7 @@ def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
                               config.rollout_length)
     episode = finished_episode_means(data)
     adv = ac.advantages(state, data)
-    stepped = ascent_step(state.lagrange, episode[1], hp)
-    lag = jax.tree.map(lambda n, o: jnp.where(jnp.isnan(episode[1]), o, n), stepped,
-                       state.lagrange)
+    lag = step_unless_unmeasured(ascent_step, state.lagrange, episode[1], hp)
 
     # --- 4. Improvement: PPO on the reward (and the critics). ------------------------------
     params, opt_state, sgd_metrics = ac.sgd(state, data, standardize(adv.reward), adv,

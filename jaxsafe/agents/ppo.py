@@ -153,6 +153,14 @@ def pid_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp) -> lagran
                              hp.pid_delta_ema, hp.pid_d_ema)
 
 
+def step_unless_unmeasured(step: MultiplierStep, lag: lagrange.LagrangeState,
+                           episode_cost: jax.Array, hp) -> lagrange.LagrangeState:
+  """``step`` on the batch's J_C; the multiplier state is kept when no episode finished in the
+  batch (J_C is NaN then)."""
+  stepped = step(lag, episode_cost, hp)
+  return jax.tree.map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), stepped, lag)
+
+
 def make_ppo(env: Env, config: PPOConfig, name: str = "ppo",
              multiplier_step: MultiplierStep | None = None,
              policy_loss: PolicyLoss = clipped_surrogate_loss, augmented: bool = False,
@@ -183,9 +191,7 @@ def make_ppo(env: Env, config: PPOConfig, name: str = "ppo",
     # --- 3. Multiplier step on the batch's J_C (kept when no episode finished). ------------
     lag, advantage, extra = state.lagrange, standardize(adv.reward), {}
     if multiplier_step is not None:
-      stepped = multiplier_step(state.lagrange, episode[1], hp)
-      lag = jax.tree_util.tree_map(lambda n, o: jnp.where(jnp.isnan(episode[1]), o, n),
-                                   stepped, state.lagrange)
+      lag = step_unless_unmeasured(multiplier_step, state.lagrange, episode[1], hp)
       advantage = lagrangian_advantage(adv.reward, adv.cost, lag.multiplier)
       extra = {"multiplier": lag.multiplier}
       if augmented:  # APPO: the cost's weight f from lambda and the latest measured J_C

@@ -45,7 +45,7 @@ from jaxsafe.agents.on_policy import (
   step_metrics,
   with_task_defaults,
 )
-from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage
+from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage, step_unless_unmeasured
 from jaxsafe.core import distributions, trust_region
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
@@ -170,9 +170,7 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool
     # --- 3. Multiplier step on the batch's J_C (trpo-lag; kept when no episode finished). --
     lag, objective, extra = state.lagrange, standardize(adv.reward), {}
     if lagrangian:
-      stepped = ascent_step(state.lagrange, episode[1], hp)
-      lag = jax.tree.map(lambda n, o: jnp.where(jnp.isnan(episode[1]), o, n), stepped,
-                         state.lagrange)
+      lag = step_unless_unmeasured(ascent_step, state.lagrange, episode[1], hp)
       objective = lagrangian_advantage(adv.reward, adv.cost, lag.multiplier)
       extra = {"multiplier": lag.multiplier}
 
