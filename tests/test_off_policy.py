@@ -101,6 +101,7 @@ def test_td3_moves_its_actor_every_policy_delay_steps():
   assert moved == {2: True, 3: False}
 
 
+@pytest.mark.slow  # ~30 s; in the fast tier the sac-lag quick claim fails if lambda never rises
 def test_pid_multiplier_rises_while_q_cost_exceeds_the_threshold():
   """With the limit at 0 every Q_c(s, pi(s)) > eps_1 = 0 once the cost critic has learnt some
   cost: the PID integral grows and so does lambda; with a huge limit lambda stays 0."""
