@@ -36,6 +36,7 @@ import time
 import warnings
 
 import numpy as np
+from runs import train_once
 
 warnings.filterwarnings("ignore")
 
@@ -82,23 +83,6 @@ def run(args) -> None:
       print(f"{task}/{algo}{args.label}: {steps:,} env steps x {args.seeds} seeds in "
             f"{time.perf_counter() - t0:.0f} s ({summary['steps_per_second']:,.0f} env steps/s, "
             f"compile {summary['compile_s']:.0f} s)", flush=True)
-
-
-def train_once(spec, run_dir: str) -> dict:
-  """Trains (or finishes) one run in ``run_dir`` and writes its ``summary.json``."""
-  from jaxsafe import train
-
-  summary_path = os.path.join(run_dir, "summary.json")
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      return json.load(f)
-  if os.path.exists(run_dir):
-    summary = train.resume(run_dir, progress=False)
-  else:
-    summary = train.run(spec, run_dir, progress=False)
-  with open(summary_path, "w") as f:
-    json.dump(summary, f, indent=1)
-  return summary
 
 
 def moving_mean(x: np.ndarray, width: int) -> np.ndarray:

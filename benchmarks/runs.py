@@ -1,5 +1,6 @@
 """What the multi-algorithm benchmarks share: train each algorithm's seeds as one runner program
-and read its curves back; print a markdown table; step a batched env under random actions."""
+and read its curves back; train one run resumably; print a markdown table; step a batched env
+under random actions."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ def train_each(algos: list[str], env: str, seeds: int, total_steps: int,
                            overrides=dict(overrides or {}))
       train.run(spec, run_dir, progress=False)
       yield algo, read_progress(run_dir), time.perf_counter() - t0
+
+
+def train_once(spec, run_dir: str) -> dict:
+  """Trains (or finishes) one run in ``run_dir`` and writes its ``summary.json``."""
+  import json
+
+  from jaxsafe import train
+
+  summary_path = os.path.join(run_dir, "summary.json")
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      return json.load(f)
+  if os.path.exists(run_dir):
+    summary = train.resume(run_dir, progress=False)
+  else:
+    summary = train.run(spec, run_dir, progress=False)
+  with open(summary_path, "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
 
 
 def print_table(header: list[str], rows: list[str]) -> None:
