@@ -6,6 +6,7 @@ a few hundred steps per second).
 """
 
 import os
+import subprocess
 import sys
 
 import jax
@@ -16,6 +17,7 @@ import pytest
 from jaxsafe import envs
 from jaxsafe.cli import main
 from jaxsafe.envs import safety_gymnasium as bridge
+from jaxsafe.envs import safety_gymnasium_compat as compat
 from jaxsafe.envs.wrappers import VmapAutoReset
 
 requires_extra = pytest.mark.skipif(not bridge.is_available(), reason=bridge.INSTALL_HINT)
@@ -180,12 +182,24 @@ def test_a_state_of_another_bridge_is_adopted_with_fresh_running_stats(task_envs
 
 
 def test_missing_extra_names_the_install_command(monkeypatch):
-  monkeypatch.setattr(bridge, "_MODULE", None)
+  monkeypatch.setattr(compat, "_MODULE", None)
   monkeypatch.setitem(sys.modules, "safety_gymnasium", None)  # import fails as if absent
   with pytest.raises(ImportError, match=r"pip install jaxsafe\[safety-gymnasium\]"):
     bridge.import_safety_gymnasium()
   with pytest.raises(bridge.MissingExtraError):
     envs.make("sg/SafetyPointGoal1-v0")
+
+
+@requires_extra
+def test_compatibility_layer_loads_by_path_without_jax():
+  """benchmarks/omnisafe_side.py loads the patches by file path in an environment without JAX."""
+  script = ("import importlib.util, sys; "
+            f"spec = importlib.util.spec_from_file_location('c', {compat.__file__!r}); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "sg = m.import_safety_gymnasium(); sg.make('SafetyPointGoal1-v0'); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('jax', 'jaxsafe')))")
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
 
 
 @requires_extra
