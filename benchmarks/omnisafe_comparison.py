@@ -36,6 +36,8 @@ import sys
 import tempfile
 import warnings
 
+from runs import print_table
+
 warnings.filterwarnings("ignore")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OMNISAFE_NAME = {"cpo": "CPO", "trpo-lag": "TRPOLag"}
@@ -101,10 +103,9 @@ def main() -> None:
           f"{theirs['cost_curve'][-1]:.1f} | {ours['steps_per_second']:,.0f} | "
           f"{theirs['steps_per_second']:,.0f} | "
           f"{ours['steps_per_second'] / theirs['steps_per_second']:.1f} |")
-  print("\n| algorithm | seed | env steps | return, jaxsafe | return, OmniSafe | cost, jaxsafe | "
-        "cost, OmniSafe | env steps/s, jaxsafe | env steps/s, OmniSafe | ratio |")
-  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-  print("\n".join(rows))
+  print_table(["algorithm", "seed", "env steps", "return, jaxsafe", "return, OmniSafe",
+               "cost, jaxsafe", "cost, OmniSafe", "env steps/s, jaxsafe",
+               "env steps/s, OmniSafe", "ratio"], rows)
 
 
 if __name__ == "__main__":
