@@ -5,12 +5,14 @@ cumulative violation, and CGPO's App. F.2 Conv. Steps and Vio. Ratio, per task, 
 directories under ``--out`` (a finished run is skipped and an interrupted one resumes). ``report``
 reads them back and prints one markdown table per task:
 
-- last-10% return and J_C: the mean over the last 10% of the binned curve, mean +- std over seeds;
+- last-10% return and J_C: per seed the mean over the last 10% of the updates, then mean +- std
+  over seeds;
 - cumulative violation: the violation paid during training, sum over training episodes of
   max(0, J_C - b) (``paper_metrics.cumulative_cost``), mean over seeds;
 - Conv. Steps and Vio. Ratio: ``benchmarks/table1.py``'s reading of App. F.2 (curves averaged into
-  bins of ``--bin`` env steps; window 10 bins with the return within 5% of T; critical area
-  J_C > b - 10% |b|; violation J_C > b + 2% |b|).
+  bins of ``--bin`` env steps; window 10 bins; critical area J_C > b - 10% |b|; violation
+  J_C > b + 2% |b|), except that the return must stay within 5% of the best final return of the
+  table (table1.py: 5% of T, the same on cartpole-position, where the best return is ~T).
 
 Settings: every algorithm at its defaults, except on the navigation tasks, where the PPO-style and
 TRPO-style agents see one whole episode per env per update (16 envs x 1000 steps, 4 epochs, as in
@@ -65,6 +67,17 @@ def run(args) -> None:
             f"compile {summary['compile_s']:.0f} s)", flush=True)
 
 
+def final_values(cols) -> tuple[np.ndarray, np.ndarray]:
+  """Per seed, the mean return and J_C over the last 10% of the updates."""
+  finals = []
+  for seed in np.unique(cols["seed"]):
+    sel = cols["seed"] == seed
+    ret, cost = cols["episode_return"][sel], cols["episode_cost"][sel]
+    tail = slice(len(ret) - max(1, len(ret) // 10), None)
+    finals.append((np.nanmean(ret[tail]), np.nanmean(cost[tail])))
+  return tuple(np.array(finals).T)
+
+
 def report(args) -> None:
   from jaxsafe import envs
   from jaxsafe.train.logger import read_progress
@@ -73,26 +86,28 @@ def report(args) -> None:
   for task in args.task:
     env = envs.make(task)
     limit, horizon = env.cost_limit, env.episode_length
+    runs = {algo: read_progress(os.path.join(args.out, task, algo))
+            for algo in args.algos.split(",")
+            if os.path.exists(os.path.join(args.out, task, algo, "summary.json"))}
+    finals = {algo: final_values(cols) for algo, cols in runs.items()}
+    # F.2.1's threshold on the return's variation: 5% of the best final return on the task (on
+    # cartpole-position ~5% of T, table1.py's choice; on point-goal, whose returns are ~0-25
+    # against T = 1000, 5% of T would call every flat curve settled).
+    threshold = 0.05 * max(ret.mean() for ret, _ in finals.values())
     rows = []
-    for algo in args.algos.split(","):
-      run_dir = os.path.join(args.out, task, algo)
-      if not os.path.exists(os.path.join(run_dir, "summary.json")):
-        continue
-      cols = read_progress(run_dir)
+    for algo, cols in runs.items():
       seeds = np.unique(cols["seed"])
-      conv, vio, _, _ = table_row(algo, cols, seeds, limit, horizon, args.bin, args.window)
-      finals, violation = [], []
-      for seed in seeds:
-        sel = cols["seed"] == seed
-        steps, ret, cost = (cols[k][sel] for k in ("env_steps", "episode_return", "episode_cost"))
-        tail = slice(len(ret) - max(1, len(ret) // 10), None)
-        finals.append((np.nanmean(ret[tail]), np.nanmean(cost[tail])))
-        violation.append(cumulative_cost(steps, cost, horizon, limit)[1][0, -1])
-      ret, cost = np.array(finals).T
-      rows.append(f"| {algo} | {steps[-1]:,.0f} | {ret.mean():.1f} +- {ret.std():.1f} | {cost.mean():.1f} +- "
-                  f"{cost.std():.1f} | {int(np.sum(cost <= limit))}/{len(cost)} | "
-                  f"{np.mean(violation):,.0f} | {conv} | {vio} |")
-    print(f"\n### {task} (b = {limit:g}, T = {horizon})\n")
+      conv, vio, _, _ = table_row(algo, cols, seeds, limit, horizon, args.bin, args.window,
+                                  threshold)
+      violation = [cumulative_cost(cols["env_steps"][cols["seed"] == seed],
+                                   cols["episode_cost"][cols["seed"] == seed], horizon,
+                                   limit)[1][0, -1] for seed in seeds]
+      ret, cost = finals[algo]
+      steps = cols["env_steps"][-1]
+      rows.append(f"| {algo} | {steps:,.0f} | {ret.mean():.1f} +- {ret.std():.1f} | "
+                  f"{cost.mean():.1f} +- {cost.std():.1f} | {int(np.sum(cost <= limit))}/"
+                  f"{len(cost)} | {np.mean(violation):,.0f} | {conv} | {vio} |")
+    print(f"\n### {task} (b = {limit:g}, T = {horizon}; Conv. Steps threshold {threshold:.2f})\n")
     print("| algorithm | env steps per seed | last-10% return | last-10% J_C | seeds with J_C <= b | cumulative "
           "violation | Conv. Steps (seeds) | Vio. Ratio % (seeds) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -62,7 +62,9 @@ def binned(env_steps, values, width):
   return (np.arange(len(out)) + 1) * width, out
 
 
-def table_row(algo, cols, seeds, limit, horizon, width, window):
+def table_row(algo, cols, seeds, limit, horizon, width, window, threshold=None):
+  """(Conv. Steps, Vio. Ratio, last-10% return, last-10% J_C) of one algorithm's seeds; the
+  Conv. Steps threshold on the return's variation is ``threshold``, by default 5% of T."""
   from jaxsafe.train.paper_metrics import convergence_step, violation_ratio
 
   conv, vio, final_ret, final_cost = [], [], [], []
@@ -70,7 +72,8 @@ def table_row(algo, cols, seeds, limit, horizon, width, window):
     sel = cols["seed"] == seed
     steps, ret = binned(cols["env_steps"][sel], cols["episode_return"][sel], width)
     _, cost = binned(cols["env_steps"][sel], cols["episode_cost"][sel], width)
-    conv.append(convergence_step(steps, ret, cost, limit, window=window, threshold=0.05 * horizon))
+    conv.append(convergence_step(steps, ret, cost, limit, window=window,
+                                 threshold=0.05 * horizon if threshold is None else threshold))
     vio.append(violation_ratio(cost, limit, critical_radius=0.1 * abs(limit),
                                soft_margin=0.02 * abs(limit)))
     tail = max(1, len(ret) // 10)
