@@ -100,9 +100,9 @@ def _release_compiled():
   _COMPILED.clear()
 
 
-#: Their contract tests compile a Brax pipeline for ~30 s each on 2 CPU cores: `make test-slow`
-#: (cartpole and reacher keep the contracts in `make test`; `make smoke` steps every task).
-SLOW_CONTRACT_TASKS = ("halfcheetah-velocity", "swimmer-velocity")
+#: Their contract tests compile a Brax pipeline for ~15-30 s each on 2 CPU cores: `make test-slow`
+#: (cartpole keeps the contracts in `make test`; `make smoke` steps every task).
+SLOW_CONTRACT_TASKS = ("halfcheetah-velocity", "swimmer-velocity", "reacher-position")
 
 
 @pytest.fixture(params=[pytest.param(t, marks=pytest.mark.slow) if t in SLOW_CONTRACT_TASKS else t

@@ -120,9 +120,10 @@ def test_pid_multiplier_rises_while_q_cost_exceeds_the_threshold():
   assert lam[0.0][-1] > lam[0.0][2] > 0.0
 
 
-# cvpo's case (a 2-setting sweep, ~50 s) runs in the slow tier, to keep `make test` clear of
-# its 8 minutes; td3-lag's covers the same runner path in the fast tier.
-@pytest.mark.parametrize("algo", [pytest.param("cvpo", marks=pytest.mark.slow), "td3-lag"])
+# Both run in the slow tier (cvpo's, a 2-setting sweep, ~50 s; td3-lag's ~36 s), to keep `make
+# test` clear of its 8 minutes; tests/test_train.py covers the runner's resume path in `make test`.
+@pytest.mark.parametrize("algo", [pytest.param("cvpo", marks=pytest.mark.slow),
+                                  pytest.param("td3-lag", marks=pytest.mark.slow)])
 def test_resume_equals_uninterrupted(algo, tmp_path):
   """Checkpoint and resume with the replay buffer and the algorithm's carried state in it (cvpo:
   the E- and M-step duals, here in a sweep of 2 settings x 2 seeds; td3-lag: the target actor,
