@@ -31,7 +31,7 @@ import time
 import warnings
 
 import numpy as np
-from runs import train_once
+from runs import print_table, train_once
 from table1 import table_row
 
 warnings.filterwarnings("ignore")
@@ -107,11 +107,10 @@ def report(args) -> None:
       rows.append(f"| {algo} | {steps:,.0f} | {ret.mean():.1f} +- {ret.std():.1f} | "
                   f"{cost.mean():.1f} +- {cost.std():.1f} | {int(np.sum(cost <= limit))}/"
                   f"{len(cost)} | {np.mean(violation):,.0f} | {conv} | {vio} |")
-    print(f"\n### {task} (b = {limit:g}, T = {horizon}; Conv. Steps threshold {threshold:.2f})\n")
-    print("| algorithm | env steps per seed | last-10% return | last-10% J_C | seeds with J_C <= b | cumulative "
-          "violation | Conv. Steps (seeds) | Vio. Ratio % (seeds) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+    print(f"\n### {task} (b = {limit:g}, T = {horizon}; Conv. Steps threshold {threshold:.2f})")
+    print_table(["algorithm", "env steps per seed", "last-10% return", "last-10% J_C",
+                 "seeds with J_C <= b", "cumulative violation", "Conv. Steps (seeds)",
+                 "Vio. Ratio % (seeds)"], rows)
 
 
 def main() -> None:
