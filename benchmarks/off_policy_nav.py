@@ -36,7 +36,7 @@ import time
 import warnings
 
 import numpy as np
-from runs import train_once
+from runs import train_once, whole_episode_overrides
 
 warnings.filterwarnings("ignore")
 
@@ -50,8 +50,7 @@ ON_POLICY_ALGOS = ("ppo-lag", "cpo", "trpo-lag")
 def overrides_for(algo: str, horizon: int, hidden: tuple[int, ...]) -> dict:
   """The settings every run of ``algo`` uses here (the defaults otherwise)."""
   if algo in ON_POLICY_ALGOS:
-    # As in "PPO-Lag on point-goal" (docs/benchmarks.md): one whole episode per env per update.
-    return {"num_envs": 16, "rollout_length": horizon, "update_epochs": 4}
+    return whole_episode_overrides(horizon)
   return {"hidden_sizes": hidden}
 
 

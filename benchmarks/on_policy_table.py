@@ -31,7 +31,7 @@ import time
 import warnings
 
 import numpy as np
-from runs import print_table, train_once
+from runs import print_table, train_once, whole_episode_overrides
 from table1 import table_row
 
 warnings.filterwarnings("ignore")
@@ -43,7 +43,7 @@ ALGOS = ("ppo", "trpo", "ppo-lag", "pid-lag", "trpo-lag", "cpo", "pdo", "appo", 
 
 def overrides_for(algo: str, task: str, horizon: int) -> dict:
   if task.startswith(("point-", "car-")) and algo != "cgpo":
-    return {"num_envs": 16, "rollout_length": horizon, "update_epochs": 4}
+    return whole_episode_overrides(horizon)
   return {}
 
 

@@ -45,6 +45,12 @@ def train_once(spec, run_dir: str) -> dict:
   return summary
 
 
+def whole_episode_overrides(horizon: int) -> dict:
+  """The on-policy agents' batch on the navigation tasks: one whole episode per env per update
+  (16 envs x ``horizon`` steps, 4 epochs), as in "PPO-Lag on point-goal" (docs/benchmarks.md)."""
+  return {"num_envs": 16, "rollout_length": horizon, "update_epochs": 4}
+
+
 def print_table(header: list[str], rows: list[str]) -> None:
   print("\n| " + " | ".join(header) + " |")
   print("|---|" + "---:|" * (len(header) - 1))
