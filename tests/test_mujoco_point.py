@@ -15,6 +15,8 @@ from jaxsafe.envs.navigation import mujoco_point
 
 mujoco = pytest.importorskip("mujoco")
 _SPEC = importlib.util.find_spec("safety_gymnasium")
+#: compiled once per dtype (float64 under ``jax.enable_x64``), shared by the tests
+STEP = jax.jit(mujoco_point.step)
 pytestmark = pytest.mark.skipif(_SPEC is None, reason="needs the safety-gymnasium extra")
 
 
@@ -29,14 +31,13 @@ def rollout_errors(model, actions):
   """Per env step, the largest |qpos| and |qvel| difference between MuJoCo and ``step``."""
   data = mujoco.MjData(model)
   with jax.enable_x64(True):
-    step = jax.jit(mujoco_point.step)
     qpos, qvel = jnp.zeros(3), jnp.zeros(3)
     errors = []
     for action in actions:
       data.ctrl[:] = action
       for _ in range(mujoco_point.FRAME_SKIP):
         mujoco.mj_step(model, data)
-      qpos, qvel = step(qpos, qvel, jnp.asarray(action))
+      qpos, qvel = STEP(qpos, qvel, jnp.asarray(action))
       errors.append((np.abs(data.qpos - np.asarray(qpos)).max(),
                      np.abs(data.qvel - np.asarray(qvel)).max()))
   return np.array(errors)
@@ -70,7 +71,7 @@ def test_forward_push_saturates_from_five_percent_of_the_action_range():
   def speed_after(push):
     qpos, qvel = jnp.zeros(3), jnp.zeros(3)
     for _ in range(5):
-      qpos, qvel = mujoco_point.step(qpos, qvel, jnp.array([push, 0.0]))
+      qpos, qvel = STEP(qpos, qvel, jnp.array([push, 0.0]))
     return float(jnp.hypot(qvel[0], qvel[1]))
 
   assert speed_after(0.05) == speed_after(1.0) > 0.2
