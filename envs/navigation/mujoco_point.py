@@ -60,17 +60,40 @@ def actuator_forces(qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> jax.Ar
   return jnp.stack([push * jnp.cos(theta), push * jnp.sin(theta), servo], -1)
 
 
+def _force(qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> jax.Array:
+  """The smooth generalized force tau(q, qdot, u) - B qdot - C(q, qdot) (unbatched)."""
+  mc_w2 = MASS * COM * qvel[2]**2  # centripetal force of the offset COM
+  bias = jnp.stack([-mc_w2 * jnp.cos(qpos[2]), -mc_w2 * jnp.sin(qpos[2]), jnp.zeros_like(mc_w2)])
+  return actuator_forces(qpos, qvel, ctrl) - jnp.asarray(DAMPING, qvel.dtype) * qvel - bias
+
+
+def _solve(theta: jax.Array, force: jax.Array, extra: tuple[float, float, float]) -> jax.Array:
+  """(M(q) + diag(extra))^-1 force for the Point's mass matrix, in closed form.
+
+  M(q) = [[m, 0, -m c sin], [0, m, m c cos], [-m c sin, m c cos, I + m c^2]] (c = COM). The
+  first two rows give x_1 and x_2 in terms of x_3; the third row's Schur complement gives x_3.
+  Three divisions instead of a batched 3 x 3 LU, which is slow on CPU.
+  """
+  sin, cos = jnp.sin(theta), jnp.cos(theta)
+  a = MASS * COM
+  m1, m2, inertia = MASS + extra[0], MASS + extra[1], INERTIA_Z + MASS * COM**2 + extra[2]
+  x3 = ((force[2] + a * sin * force[0] / m1 - a * cos * force[1] / m2)
+        / (inertia - a * a * (sin * sin / m1 + cos * cos / m2)))
+  return jnp.stack([(force[0] + a * sin * x3) / m1, (force[1] - a * cos * x3) / m2, x3])
+
+
+def acceleration(qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> jax.Array:
+  """MuJoCo's ``qacc`` after ``mj_forward``: M^-1 (tau - B qdot - C), damping explicit.
+
+  This is what the accelerometer reads (the implicit damping of the Euler step stays inside it).
+  """
+  return _solve(qpos[2], _force(qpos, qvel, ctrl), (0.0, 0.0, 0.0))
+
+
 def mujoco_step(qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array) -> tuple[jax.Array, jax.Array]:
   """One 2 ms MuJoCo Euler step of the Point (unbatched: qpos, qvel of shape (3,))."""
-  sin, cos = jnp.sin(qpos[2]), jnp.cos(qpos[2])
-  mc = MASS * COM
-  mass_matrix = jnp.array([[MASS, 0.0, -mc * sin],
-                           [0.0, MASS, mc * cos],
-                           [-mc * sin, mc * cos, INERTIA_Z + MASS * COM**2]])
-  bias = jnp.array([-mc * cos, -mc * sin, 0.0]) * qvel[2]**2  # centripetal force of the offset COM
-  damping = jnp.asarray(DAMPING, qvel.dtype)
-  force = actuator_forces(qpos, qvel, ctrl) - damping * qvel - bias
-  qacc = jnp.linalg.solve(mass_matrix + TIMESTEP * jnp.diag(damping), force)
+  implicit_damping = tuple(TIMESTEP * d for d in DAMPING)
+  qacc = _solve(qpos[2], _force(qpos, qvel, ctrl), implicit_damping)
   qvel = qvel + TIMESTEP * qacc
   return qpos + TIMESTEP * qvel, qvel
 
