@@ -12,11 +12,23 @@ from jaxsafe.envs.navigation.tasks import (
 )
 
 
-def make_task(robot: str, task: str, **kwargs) -> NavigationEnv:
-  """The unwrapped navigation task ``task`` ('goal', 'button', 'circle') for ``robot``."""
+def make_task(robot: str, task: str, dynamics: str = "fast", **kwargs) -> NavigationEnv:
+  """The unwrapped navigation task ``task`` ('goal', 'button', 'circle') for ``robot``.
+
+  ``dynamics="fast"`` (the default) is our planar approximation (``tasks.py``);
+  ``dynamics="safety-gymnasium"`` follows Safety-Gymnasium step for step (``faithful.py``).
+  """
   if task not in TASKS:
     raise ValueError(f"unknown navigation task '{task}'; choose one of {sorted(TASKS)}")
-  return TASKS[task](robot=robot, **kwargs)
+  if dynamics == "fast":
+    return TASKS[task](robot=robot, **kwargs)
+  from jaxsafe.envs.navigation import faithful
+  if dynamics not in faithful.DYNAMICS:
+    raise ValueError(f"unknown dynamics '{dynamics}'; choose one of {list(faithful.DYNAMICS)}")
+  if task not in faithful.FAITHFUL_TASKS:
+    raise ValueError(f"dynamics='safety-gymnasium' has tasks {sorted(faithful.FAITHFUL_TASKS)} "
+                     f"so far, got task='{task}'")
+  return faithful.FAITHFUL_TASKS[task](robot=robot, **kwargs)
 
 
 __all__ = [

@@ -1,0 +1,295 @@
+"""Safety-Gymnasium's navigation tasks in JAX, step for step: ``dynamics="safety-gymnasium"``.
+
+The default navigation tasks (``tasks.py``) are a fast approximation: our own planar robots,
+sensors and layouts. The variants here follow Safety-Gymnasium 1.0.0 (Ji et al. 2023) closely
+enough that a policy trained in JAX runs on the real task (``sg/SafetyPointGoal1-v0``) and gets
+what it trained for; docs/navigation.md compares the two and the bridge. What is reproduced:
+
+- **Robot**: the Point's MuJoCo dynamics (``mujoco_point.py``: mass matrix, actuator clamps, the
+  yaw velocity servo, implicit damping, 10 Euler substeps of 2 ms), in the world frame: the
+  state is (x, y, heading) and their rates. The robot's pose in the world is the slide joints
+  rotated by the initial heading plus the start point, which is the same motion (the dynamics
+  are invariant to a rotation of the plane).
+- **Sensors** (``builder.obs``, flattened in the order of ``obs_space_dict``): accelerometer,
+  velocimeter, gyro and magnetometer of the robot's site (3 each, in the robot's frame; the
+  accelerometer reads the acceleration ``mj_forward`` gives for the last action, minus gravity,
+  so its z is 9.81), then a 16-bin pseudo-LiDAR of the goal, the hazards and the vases with
+  Safety-Gymnasium's defaults: linear fall-off ``max(0, 3 - d) / 3`` and bin aliasing.
+  ``SafetyPointGoal1-v0`` observes these 60 numbers in this order.
+- **Reward** (``GoalLevel0.calculate_reward``): d_{t-1} - d_t + 1 when d_t <= 0.3, after which a
+  new goal is drawn; the distances are in the plane.
+- **Cost** (``Hazards.cal_cost`` with ``constrain_indicator``): 1 when the robot's centre is
+  inside a hazard (radius 0.2). Level 1's vase is not constrained. ``smooth_cost=True`` gives the
+  cost Safety-Gymnasium computes before the indicator, the sum of penetrations 0.2 - d.
+- **Layout** (``RandomGenerator.sample_layout``): the robot (keep-out 0.4), the goal (0.305),
+  8 hazards (0.18) and 1 vase (0.15) are placed in this order, each uniformly in the square
+  [-1.5, 1.5]^2 shrunk by its keep-out, rejecting a draw closer to a placed object than the sum
+  of the two keep-outs; the robot's heading is uniform. A new goal is drawn the same way against
+  the robot's current position and the other objects.
+
+Rejection sampling becomes a fixed amount of work under ``jit``: each object draws
+``CANDIDATES`` points at once and takes the first valid one, which has exactly the distribution
+of Safety-Gymnasium's loop whenever one is valid. If none is, it takes the candidate farthest
+from violating a keep-out, where Safety-Gymnasium would draw again (and, for a goal, end the
+episode after 10,000 failures). That is rare: a new goal's acceptance rate is 9-25% (minimum and
+median over 4,000 level-1 layouts), and over 40,000 layouts 2 new goals fell back, 2.7 mm and
+0.5 mm inside a keep-out (with 128 candidates none; with 32, 8e-4 of them, but 1.3x faster).
+
+Not reproduced (measured in docs/navigation.md): contacts. Safety-Gymnasium's vase is a light
+free box that the robot pushes away; here the robot passes through it, so after a contact the
+vase LiDAR differs. The robot does not touch anything else on level 1 (hazards and the goal do
+not collide).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jaxsafe.envs.core import State
+from jaxsafe.envs.navigation import mujoco_point
+from jaxsafe.envs.navigation.robots import Robot
+from jaxsafe.envs.navigation.sensors import LIDAR_BINS, safe_norm, to_ego
+from jaxsafe.envs.navigation.tasks import (
+  GOAL_SIZE,
+  HAZARD_SIZE,
+  GoalTask,
+  Level,
+  NavState,
+  _pick,
+  _uniforms,
+)
+
+#: ``dynamics`` values of the navigation tasks: our fast approximation, or these variants.
+DYNAMICS = ("fast", "safety-gymnasium")
+#: Safety-Gymnasium's LiDAR range (``LidarConf.max_dist``): a reading is max(0, 3 - d) / 3.
+LIDAR_MAX_DIST = 3.0
+#: MuJoCo's default gravity (m/s^2, down) and magnetic field (``model.opt.magnetic``).
+GRAVITY = 9.81
+MAGNETIC_FIELD = (0.0, -0.5)
+#: keep-out radii of the placement (``keepout`` of the agent and of each object)
+AGENT_KEEPOUT = 0.4
+GOAL_KEEPOUT = 0.305
+HAZARD_KEEPOUT = 0.18
+VASE_KEEPOUT = 0.15
+#: points drawn at once for each placement (rejection sampling with a fixed budget)
+CANDIDATES = 64
+
+
+@struct.dataclass
+class MujocoPose:
+  """The Point's MuJoCo state in the world frame, and the last control (for the accelerometer).
+
+  ``pos`` and ``heading`` are what every navigation task reads; ``velocity`` (2,) is the world
+  velocity of the robot's origin and ``yaw_rate`` its heading's rate.
+  """
+
+  pos: jax.Array
+  heading: jax.Array
+  velocity: jax.Array
+  yaw_rate: jax.Array
+  ctrl: jax.Array
+
+  @property
+  def qpos(self) -> jax.Array:
+    return jnp.concatenate([self.pos, self.heading[None]])
+
+  @property
+  def qvel(self) -> jax.Array:
+    return jnp.concatenate([self.velocity, self.yaw_rate[None]])
+
+  @classmethod
+  def at_rest(cls, pos: jax.Array, heading: jax.Array) -> MujocoPose:
+    zero = jnp.zeros((), pos.dtype)
+    return cls(pos=pos, heading=heading, velocity=jnp.zeros(2, pos.dtype), yaw_rate=zero,
+               ctrl=jnp.zeros(2, pos.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class MujocoPoint(Robot):
+  """Safety-Gymnasium's Point robot (``point.xml``), stepped as MuJoCo steps it."""
+
+  name: str = "point"
+  radius: float = 0.1
+
+  def step(self, pose: MujocoPose, action: jax.Array) -> MujocoPose:
+    ctrl = jnp.clip(action, -1.0, 1.0)
+    qpos, qvel = mujoco_point.step(pose.qpos, pose.qvel, ctrl)
+    return MujocoPose(pos=qpos[:2], heading=qpos[2], velocity=qvel[:2], yaw_rate=qvel[2],
+                      ctrl=ctrl)
+
+  def sensors(self, pose: MujocoPose) -> jax.Array:
+    """Accelerometer, velocimeter, gyro, magnetometer of the robot's site: (12,), robot frame."""
+    qacc = mujoco_point.acceleration(pose.qpos, pose.qvel, pose.ctrl)
+    c, s = jnp.cos(pose.heading), jnp.sin(pose.heading)
+
+    def robot_frame(v):
+      return jnp.stack([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+    zero, one = jnp.zeros(1, pose.pos.dtype), jnp.ones(1, pose.pos.dtype)
+    return jnp.concatenate([
+        robot_frame(qacc[:2]), GRAVITY * one,
+        robot_frame(pose.velocity), zero,
+        zero, zero, pose.yaw_rate[None],
+        robot_frame(jnp.asarray(MAGNETIC_FIELD, pose.pos.dtype)), zero])
+
+
+FAITHFUL_ROBOTS: dict[str, Robot] = {"point": MujocoPoint()}
+
+
+def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array) -> jax.Array:
+  """Safety-Gymnasium's pseudo-LiDAR (``BaseTask._obs_lidar_pseudo``) with ``max_dist = 3``.
+
+  An object lights the bin of its ego bearing with max(0, 3 - d) / 3; with aliasing it also
+  lights the next bin with alias times that and the previous one with (1 - alias) times that,
+  alias in [0, 1) being how far into its bin the bearing is. A bin keeps its largest reading.
+  """
+  ego = to_ego(points, pos, heading)
+  bearing = jnp.mod(jnp.arctan2(ego[:, 1], ego[:, 0]), 2 * jnp.pi)
+  position = bearing / (2 * jnp.pi) * LIDAR_BINS
+  index = jnp.clip(jnp.floor(jax.lax.stop_gradient(position)), 0, LIDAR_BINS - 1).astype(jnp.int32)
+  alias = position - index
+  reading = jax.nn.relu(LIDAR_MAX_DIST - safe_norm(ego)) / LIDAR_MAX_DIST
+  bins = jnp.arange(LIDAR_BINS)
+  onehot = lambda i: (bins == jnp.mod(i, LIDAR_BINS)[:, None]).astype(reading.dtype)
+  per_object = reading[:, None] * (onehot(index) + alias[:, None] * onehot(index + 1)
+                                   + (1.0 - alias[:, None]) * onehot(index - 1))
+  return jnp.max(per_object, axis=0, initial=0.0)
+
+
+def place(u: jax.Array, extent: float, keepout: float, others: jax.Array,
+          other_keepouts: jax.Array) -> jax.Array:
+  """One placement of ``RandomGenerator``: a point of the square shrunk by ``keepout``.
+
+  Args:
+    u: 2 * CANDIDATES uniforms in (0, 1).
+    others: placed objects (k, 2) and their keep-outs (k,); a valid point is at least
+      keepout + other_keepout from each.
+  Returns:
+    the first valid candidate, or the one with the largest slack if none is valid.
+  """
+  half = extent - keepout
+  candidates = half * (2.0 * u.reshape(CANDIDATES, 2) - 1.0)
+  if others.shape[0] == 0:
+    return candidates[0]
+  gaps = safe_norm(candidates[:, None, :] - others[None]) - (keepout + other_keepouts)[None]
+  slack = jnp.min(gaps, axis=1)
+  valid = slack >= 0
+  choice = jnp.where(jnp.any(valid), jnp.argmax(valid), jnp.argmax(slack))
+  return _pick(candidates, choice)
+
+
+class FaithfulGoal(GoalTask):
+  """Safety-Gymnasium's ``Goal1`` (``SafetyPointGoal1-v0``) in JAX; see the module docstring."""
+
+  levels: ClassVar[dict[int, Level]] = {1: Level(1.5, hazards=8, vases=1)}
+  dynamics = "safety-gymnasium"
+
+  def __init__(self, robot: str = "point", level: int = 1, fixed_layout: bool = False,
+               layout_seed: int = 0, smooth_cost: bool = False):
+    if robot not in FAITHFUL_ROBOTS:
+      raise ValueError(f"dynamics='safety-gymnasium' has robots {sorted(FAITHFUL_ROBOTS)} so far, "
+                       f"got robot='{robot}'")
+    super().__init__("point", level, fixed_layout, layout_seed, smooth_cost)
+    self.robot = FAITHFUL_ROBOTS[robot]
+
+  @property
+  def _keepouts(self) -> np.ndarray:
+    """Keep-outs in placement order: the robot, the goal, the hazards, the vases."""
+    lay = self.layout
+    return np.array([AGENT_KEEPOUT, GOAL_KEEPOUT] + [HAZARD_KEEPOUT] * lay.hazards
+                    + [VASE_KEEPOUT] * lay.vases)
+
+  def _layout(self, u: jax.Array) -> jax.Array:
+    """``sample_layout``: the robot, then the objects, (1 + objects, 2) positions."""
+    keepouts = self._keepouts
+    placed = jnp.zeros((0, 2))
+    for i, keepout in enumerate(keepouts):
+      draws = u[2 * CANDIDATES * i:2 * CANDIDATES * (i + 1)]
+      xy = place(draws, self.arena, float(keepout), placed, jnp.asarray(keepouts[:i]))
+      placed = jnp.concatenate([placed, xy[None]])
+    return placed
+
+  def reset(self, key: jax.Array) -> State:
+    count = 2 * CANDIDATES * (2 + self.layout.hazards + self.layout.vases)
+    if self.fixed_layout:
+      u_layout, _ = _uniforms(jax.random.PRNGKey(self.layout_seed), count)
+      objects = self._layout(u_layout)[1:]
+      u, rng = _uniforms(key, 2 * CANDIDATES + 1)
+      robot = place(u[:-1], self.arena, AGENT_KEEPOUT, objects, jnp.asarray(self._keepouts[1:]))
+    else:
+      u, rng = _uniforms(key, count + 1)
+      placed = self._layout(u[:-1])
+      robot, objects = placed[0], placed[1:]
+    heading = 2 * jnp.pi * u[-1]
+    hazards = objects[1:1 + self.layout.hazards]
+    nav = self._nav_state(MujocoPose.at_rest(robot, heading), objects[0], hazards,
+                          objects[1 + self.layout.hazards:], rng)
+    zero = jnp.zeros(())
+    return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
+                 metrics={"goal_met": zero}, info={})
+
+  def _nav_state(self, pose: MujocoPose, goal, hazards, vases, rng) -> NavState:
+    empty = jnp.zeros((0, 2))
+    return NavState(pose=pose, goal=goal, hazards=hazards, vases=vases, buttons=empty,
+                    gremlin_spots=empty, gremlin_phase=jnp.zeros(0),
+                    goal_index=jnp.zeros((), jnp.int32), rest_steps=jnp.zeros((), jnp.int32),
+                    time=jnp.zeros(()), last_distance=safe_norm(goal - pose.pos),
+                    free_cells=jnp.zeros(0, bool), rng=rng)
+
+  def _new_goal(self, nav: NavState, u: jax.Array) -> jax.Array:
+    """``build_goal_position``: a goal valid against the robot's position and the objects."""
+    others = jnp.concatenate([nav.pose.pos[None], nav.hazards, nav.vases])
+    keepouts = np.delete(self._keepouts, 1)  # all but the goal's own
+    return place(u, self.arena, GOAL_KEEPOUT, others, jnp.asarray(keepouts))
+
+  def _progress(self, nav):
+    pos = nav.pose.pos
+    distance = safe_norm(nav.goal - pos)
+    met = distance <= GOAL_SIZE
+    reward = nav.last_distance - distance + met
+    u, rng = _uniforms(nav.rng, 2 * CANDIDATES)
+    goal = jnp.where(met, self._new_goal(nav, u), nav.goal)
+    last = jnp.where(met, safe_norm(goal - pos), distance)
+    # Safety-Gymnasium's hazard cost is the penetration 0.2 - d itself (scale 1).
+    violations = [(HAZARD_SIZE - safe_norm(nav.hazards - pos), 1.0)]
+    return (nav.replace(goal=goal, last_distance=last, rng=rng), reward, violations,
+            met.astype(reward.dtype))
+
+  def _observe(self, nav):
+    p = nav.pose
+    lidar = lambda points: linear_lidar(points, p.pos, p.heading)
+    return jnp.concatenate([self.robot.sensors(p), lidar(nav.goal[None]), lidar(nav.hazards),
+                            lidar(nav.vases)])
+
+
+FAITHFUL_TASKS = {"goal": FaithfulGoal}
+
+
+def state_from_safety_gymnasium(task: FaithfulGoal, builder) -> State:
+  """The JAX state of a live Safety-Gymnasium task (``env.unwrapped``): robot, goal, objects.
+
+  For comparing the two step by step, or evaluating a policy from the same start. Host code
+  (reads MuJoCo's data with NumPy); the state's rng is fixed, so goals drawn later differ.
+  """
+  sg_task = builder.task
+  data, agent = sg_task.data, sg_task.agent
+  mat = np.asarray(agent.mat)
+  heading = np.arctan2(mat[1, 0], mat[0, 0])
+  # The slide joints move along the axes of the robot's start frame: rotate into the world.
+  start = heading - data.qpos[2]
+  rotation = np.array([[np.cos(start), -np.sin(start)], [np.sin(start), np.cos(start)]])
+  as_jax = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64))
+  pose = MujocoPose(pos=as_jax(agent.pos[:2]), heading=as_jax(heading),
+                    velocity=as_jax(rotation @ data.qvel[:2]), yaw_rate=as_jax(data.qvel[2]),
+                    ctrl=as_jax(data.ctrl[:2]))
+  xy = lambda positions: as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
+  nav = task._nav_state(pose, xy(sg_task.goal.pos)[0], xy(sg_task.hazards.pos),
+                        xy(sg_task.vases.pos), jax.random.PRNGKey(0))
+  zero = jnp.zeros(())
+  return State(sim_state=nav, obs=task._observe(nav), reward=zero, cost=zero, done=zero,
+               metrics={"goal_met": zero}, info={})
