@@ -100,7 +100,12 @@ def _cmd_eval(args) -> int:
     shot = record_episode(args.run_dir, args.video, run=args.video_run)
     print(f"video of setting {shot['setting']} seed {shot['seed']} ({shot['frames']} frames; "
           f"episode return {shot['return']:.4g}, cost {shot['cost']:.4g}) written to {shot['path']}")
-  results = evaluate(args.run_dir, episodes=args.episodes)
+  if args.env_set and not args.env:
+    raise ValueError("eval --env-set needs --env (the run's own task keeps its options)")
+  options = {k: _literal(v) for k, v in _key_values(args.env_set, "--env-set").items()}
+  results = evaluate(args.run_dir, episodes=args.episodes, env_id=args.env, env_options=options)
+  if args.env:
+    print(f"evaluated on {args.env}" + (f" {options}" if options else ""))
   for r in results:
     print(f"setting {r['setting']} seed {r['seed']}: return {r['return_mean']:.4g} +- "
           f"{r['return_std']:.3g}, cost {r['cost_mean']:.4g} +- {r['cost_std']:.3g} "
@@ -154,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
                  help="also draw one episode as a top-down GIF (navigation tasks)")
   e.add_argument("--video-run", type=int, default=0,
                  help="which run (setting x seed, in config order) --video draws (default 0)")
+  e.add_argument("--env", metavar="ENV",
+                 help="evaluate on this task instead of the run's (same observation and action "
+                      "sizes), e.g. sg/SafetyPointGoal1-v0 for a policy trained on point-goal "
+                      "with --env-set dynamics=safety-gymnasium")
+  e.add_argument("--env-set", action="append", metavar="KEY=VALUE",
+                 help="option of the --env task (replaces the run's options)")
   e.set_defaults(fn=_cmd_eval)
 
   p = sub.add_parser("plot", help="plot return and cost curves of runs")

@@ -149,3 +149,16 @@ def test_optional_hyper_parameters_are_parsed_from_strings(algo):
   """`--set cost_limit=5` gives the float 5.0 whether the field is Optional[float] or float | None."""
   config = agents.make(algo, "function", cost_limit="5").config
   assert config.cost_limit == 5.0 and isinstance(config.cost_limit, float)
+
+
+def test_eval_on_another_task_of_the_same_sizes(trained, capsys):
+  code, out, _ = _run(capsys, "eval", trained, "--episodes", "2", "--env", "function-floor")
+  assert code == 0 and "evaluated on function-floor" in out
+  assert len([l for l in out.splitlines() if l.startswith("setting")]) == 2
+
+
+def test_eval_refuses_a_task_of_other_sizes_and_options_without_env(trained, capsys):
+  code, _, err = _run(capsys, "eval", trained, "--env", "point-goal")
+  assert code == 2 and err.count("\n") == 1 and "observation size is 1, the task's 55" in err
+  code, _, err = _run(capsys, "eval", trained, "--env-set", "fixed_layout=true")
+  assert code == 2 and "--env-set needs --env" in err

@@ -7,20 +7,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsafe import envs
-from jaxsafe.envs.registry import NAVIGATION_IDS
+from jaxsafe.envs.registry import NAVIGATION_IDS, SAFETY_GYMNASIUM_PREFIX
 from jaxsafe.train.runner import load_states
 
 
-def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
+def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None = None,
+             env_options: dict | None = None) -> list[dict]:
   """Runs ``episodes`` full episodes per run with the deterministic (mode) policy.
 
-  Returns one dict per run (setting, seed) with mean and std of the undiscounted episode return
-  and cost over the episodes, and the cost limit.
+  Args:
+    env_id, env_options: evaluate on another task than the run's (its options replace the
+      run's), one whose observations and actions have the same sizes and meaning: e.g. a policy
+      trained on ``point-goal`` with ``dynamics="safety-gymnasium"``, evaluated on the real task
+      ``sg/SafetyPointGoal1-v0`` (the bridge: runs are then evaluated one after another).
+  Returns:
+    one dict per run (setting, seed) with mean and std of the undiscounted episode return and
+    cost over the episodes, and the cost limit.
   """
   if episodes < 1:
     raise ValueError(f"--episodes must be >= 1, got {episodes}")
   p, states, _ = load_states(run_dir)
-  env = envs.make(p.spec.env, num_envs=episodes, **p.spec.env_options)
+  trained_on = envs.make(p.spec.env, **p.spec.env_options)
+  if env_id is None:
+    env_id, env_options = p.spec.env, p.spec.env_options
+  env = envs.make(env_id, num_envs=episodes, **(env_options or {}))
+  for what in ("observation_size", "action_size"):
+    if getattr(env, what) != getattr(trained_on, what):
+      raise ValueError(f"cannot evaluate a policy of '{p.spec.env}' on '{env_id}': its "
+                       f"{what.replace('_', ' ')} is {getattr(trained_on, what)}, the task's "
+                       f"{getattr(env, what)}")
   agent = p.agent
 
   def run_episodes(state, key):
@@ -38,7 +53,13 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> list[dict]:
     return ret, cost
 
   keys = jax.random.split(jax.random.PRNGKey(seed), len(p.labels))
-  returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
+  if env_id.startswith(SAFETY_GYMNASIUM_PREFIX):  # one host env: one run at a time
+    single = jax.jit(run_episodes)
+    per_run = [single(jax.tree_util.tree_map(lambda x, r=r: x[r], states), keys[r])
+               for r in range(len(p.labels))]
+    returns, costs = (np.stack(x) for x in zip(*jax.device_get(per_run), strict=True))
+  else:
+    returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
   limit = np.asarray(p.hparams.cost_limit)
   return [{**label, "episodes": episodes,
            "return_mean": float(np.mean(returns[r])), "return_std": float(np.std(returns[r])),
