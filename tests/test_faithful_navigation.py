@@ -6,6 +6,8 @@ observation group, the reward and the cost. A goal drawn after an arrival is ran
 Safety-Gymnasium's new goal is copied over (the reward of the arrival step is compared first).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,12 +23,15 @@ except MissingExtraError:
 pytestmark = pytest.mark.skipif(SG is None, reason="needs the safety-gymnasium extra")
 
 TASK = navigation.make_task("point", "goal", dynamics="safety-gymnasium")
+CIRCLE = navigation.make_task("point", "circle", dynamics="safety-gymnasium")
 #: compiled once per dtype (float64 under ``jax.enable_x64``), shared by the tests
-STEP = jax.jit(TASK.step)
+STEP = {task: jax.jit(task.step) for task in (TASK, CIRCLE)}
 OBSERVE = jax.jit(TASK._observe)
-GROUPS = {"accelerometer": slice(0, 3), "velocimeter": slice(3, 6), "gyro": slice(6, 9),
-          "magnetometer": slice(9, 12), "goal_lidar": slice(12, 28),
-          "hazards_lidar": slice(28, 44), "vases_lidar": slice(44, 60)}
+SENSORS = {"accelerometer": slice(0, 3), "velocimeter": slice(3, 6), "gyro": slice(6, 9),
+           "magnetometer": slice(9, 12)}
+GROUPS = {**SENSORS, "goal_lidar": slice(12, 28), "hazards_lidar": slice(28, 44),
+          "vases_lidar": slice(44, 60)}
+CIRCLE_GROUPS = {**SENSORS, "circle_lidar": slice(12, 28)}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,8 @@ def steer(sg_task, target: str, rng) -> np.ndarray:
   return np.clip([1.0, 2.0 * bearing_to(sg_task, aim)] + rng.normal(0, 0.3, 2), -1, 1)
 
 
-def compare(sg_env, seed: int, actions, steps: int = 100, resync: bool = False):
+def compare(sg_env, seed: int, actions, steps: int = 100, resync: bool = False, task=TASK,
+            groups=GROUPS):
   """Largest per-step error of each observation group, of the reward and of the cost.
 
   ``actions(sg_task, rng)`` picks each action. With ``resync`` the JAX state is read from
@@ -63,16 +69,16 @@ def compare(sg_env, seed: int, actions, steps: int = 100, resync: bool = False):
   builder = sg_env.unwrapped
   sg_task = builder.task
   rng = np.random.default_rng(seed)
-  errors = {name: 0.0 for name in [*GROUPS, "reward", "cost"]}
+  errors = {name: 0.0 for name in [*groups, "reward", "cost"]}
   events = {"goal_met": 0, "cost": 0}
-  state = faithful.state_from_safety_gymnasium(TASK, builder)
+  state = faithful.state_from_safety_gymnasium(task, builder)
   errors["observation at reset"] = float(np.abs(np.asarray(state.obs) - obs).max())
   for _ in range(steps):
     if resync:
-      state = faithful.state_from_safety_gymnasium(TASK, builder)
+      state = faithful.state_from_safety_gymnasium(task, builder)
     action = actions(sg_task, rng)
     obs, reward, cost, _, _, info = sg_env.step(action)
-    state = STEP(state, jnp.asarray(action))
+    state = STEP[task](state, jnp.asarray(action))
     errors["reward"] = max(errors["reward"], abs(float(state.reward) - reward))
     errors["cost"] = max(errors["cost"], abs(float(state.cost) - cost))
     events["cost"] += cost > 0
@@ -82,7 +88,7 @@ def compare(sg_env, seed: int, actions, steps: int = 100, resync: bool = False):
       goal = jnp.asarray(np.asarray(sg_task.goal.pos)[:2], nav.goal.dtype)
       nav = nav.replace(goal=goal, last_distance=jnp.linalg.norm(goal - nav.pose.pos))
       state = state.replace(sim_state=nav, obs=OBSERVE(nav))
-    for name, part in GROUPS.items():
+    for name, part in groups.items():
       errors[name] = max(errors[name], float(np.abs(np.asarray(state.obs)[part] - obs[part]).max()))
   return errors, events
 
@@ -105,6 +111,27 @@ def test_every_step_agrees_with_safety_gymnasium_in_float64(sg_env, target):
     assert errors["reward"] < 1e-9 and errors["cost"] == 0.0, errors
     assert max(errors[name] for name in GROUPS) < 1e-6, errors
     assert errors["observation at reset"] < 1e-9, errors
+
+
+def test_circle_agrees_with_safety_gymnasium_step_by_step_in_float64():
+  """SafetyPointCircle1-v0: one step from each state (full push, random turns, so the robot
+  crosses the walls), then 100 steps open loop with gentle actions."""
+  env = SG.make("SafetyPointCircle1-v0")
+  assert CIRCLE.observation_size == env.observation_space.shape[0] == 28
+  assert list(env.unwrapped.task.obs_info.obs_space_dict) == list(CIRCLE_GROUPS)
+  assert CIRCLE.episode_length == env.unwrapped.task.num_steps == 500
+  compare_circle = functools.partial(compare, env, task=CIRCLE, groups=CIRCLE_GROUPS)
+  with jax.enable_x64(True):
+    for seed in (0, 1):
+      errors, events = compare_circle(seed, lambda _, rng: np.array([1.0, rng.uniform(-1, 1)]),
+                                      200, resync=True)
+      assert events["cost"] >= 20, events
+      assert errors["reward"] < 1e-9 and errors["cost"] == 0.0, errors
+      assert max(errors[name] for name in CIRCLE_GROUPS) < 1e-6, errors
+    errors, _ = compare_circle(2, lambda _, rng: rng.uniform(-0.1, 0.1, 2), 100)
+    assert errors["reward"] < 1e-9 and errors["cost"] == 0.0, errors
+    assert max(errors[name] for name in CIRCLE_GROUPS) < 1e-6, errors
+  env.close()
 
 
 def test_open_loop_rollout_agrees_over_100_steps_in_float64(sg_env):
@@ -224,7 +251,7 @@ def test_options_and_errors():
   with pytest.raises(ValueError, match="unknown dynamics"):
     navigation.make_task("point", "goal", dynamics="mujoco")
   with pytest.raises(ValueError, match="tasks"):
-    navigation.make_task("point", "circle", dynamics="safety-gymnasium")
+    navigation.make_task("point", "button", dynamics="safety-gymnasium")
   fixed = navigation.make_task("point", "goal", dynamics="safety-gymnasium", fixed_layout=True)
   a, b = (fixed.reset(jax.random.PRNGKey(k)).sim_state for k in (0, 1))
   np.testing.assert_array_equal(a.hazards, b.hazards)

@@ -3,7 +3,9 @@
 The default navigation tasks (``tasks.py``) are a fast approximation: our own planar robots,
 sensors and layouts. The variants here follow Safety-Gymnasium 1.0.0 (Ji et al. 2023) closely
 enough that a policy trained in JAX runs on the real task (``sg/SafetyPointGoal1-v0``) and gets
-what it trained for; docs/navigation.md compares the two and the bridge. What is reproduced:
+what it trained for; docs/navigation.md compares the two and the bridge. So far: the Point robot
+in Goal level 1 (``FaithfulGoal``, below) and Circle level 1 (``FaithfulCircle``, its own
+docstring). What is reproduced for Goal:
 
 - **Robot**: the Point's MuJoCo dynamics (``mujoco_point.py``: mass matrix, actuator clamps, the
   yaw velocity servo, implicit damping, 10 Euler substeps of 2 ms), in the world frame: the
@@ -55,8 +57,11 @@ from jaxsafe.envs.navigation import mujoco_point
 from jaxsafe.envs.navigation.robots import Robot
 from jaxsafe.envs.navigation.sensors import LIDAR_BINS, safe_norm, to_ego
 from jaxsafe.envs.navigation.tasks import (
+  CIRCLE_LIMIT,
+  CIRCLE_RADIUS,
   GOAL_SIZE,
   HAZARD_SIZE,
+  CircleTask,
   GoalTask,
   Level,
   NavState,
@@ -76,6 +81,10 @@ AGENT_KEEPOUT = 0.4
 GOAL_KEEPOUT = 0.305
 HAZARD_KEEPOUT = 0.18
 VASE_KEEPOUT = 0.15
+#: Circle: the robot starts in [-0.8, 0.8]^2; reward scale and LiDAR range (``CircleLevel0``)
+START_EXTENT = 0.8
+CIRCLE_REWARD_FACTOR = 0.1
+CIRCLE_LIDAR_MAX_DIST = 6.0
 #: points drawn at once for each placement (rejection sampling with a fixed budget)
 CANDIDATES = 64
 
@@ -141,10 +150,12 @@ class MujocoPoint(Robot):
 FAITHFUL_ROBOTS: dict[str, Robot] = {"point": MujocoPoint()}
 
 
-def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array) -> jax.Array:
-  """Safety-Gymnasium's pseudo-LiDAR (``BaseTask._obs_lidar_pseudo``) with ``max_dist = 3``.
+def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array,
+                 max_dist: float = LIDAR_MAX_DIST) -> jax.Array:
+  """Safety-Gymnasium's pseudo-LiDAR (``BaseTask._obs_lidar_pseudo``) with a ``max_dist``.
 
-  An object lights the bin of its ego bearing with max(0, 3 - d) / 3; with aliasing it also
+  An object lights the bin of its ego bearing with max(0, D - d) / D (D = ``max_dist``, 3 by
+  default, 6 in Circle); with aliasing it also
   lights the next bin with alias times that and the previous one with (1 - alias) times that,
   alias in [0, 1) being how far into its bin the bearing is. A bin keeps its largest reading.
   """
@@ -153,7 +164,7 @@ def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array) -> jax.A
   position = bearing / (2 * jnp.pi) * LIDAR_BINS
   index = jnp.clip(jnp.floor(jax.lax.stop_gradient(position)), 0, LIDAR_BINS - 1).astype(jnp.int32)
   alias = position - index
-  reading = jax.nn.relu(LIDAR_MAX_DIST - safe_norm(ego)) / LIDAR_MAX_DIST
+  reading = jax.nn.relu(max_dist - safe_norm(ego)) / max_dist
   bins = jnp.arange(LIDAR_BINS)
   onehot = lambda i: (bins == jnp.mod(i, LIDAR_BINS)[:, None]).astype(reading.dtype)
   per_object = reading[:, None] * (onehot(index) + alias[:, None] * onehot(index + 1)
@@ -183,6 +194,23 @@ def place(u: jax.Array, extent: float, keepout: float, others: jax.Array,
   return _pick(candidates, choice)
 
 
+def nav_state(pose: MujocoPose, goal, hazards, vases, rng) -> NavState:
+  """A fresh ``NavState`` of a faithful task (the kinds of objects it lacks have 0 rows)."""
+  empty = jnp.zeros((0, 2), pose.pos.dtype)
+  return NavState(pose=pose, goal=goal, hazards=hazards, vases=vases, buttons=empty,
+                  gremlin_spots=empty, gremlin_phase=jnp.zeros(0),
+                  goal_index=jnp.zeros((), jnp.int32), rest_steps=jnp.zeros((), jnp.int32),
+                  time=jnp.zeros(()), last_distance=safe_norm(goal - pose.pos),
+                  free_cells=jnp.zeros(0, bool), rng=rng)
+
+
+def _faithful_robot(robot: str) -> Robot:
+  if robot not in FAITHFUL_ROBOTS:
+    raise ValueError(f"dynamics='safety-gymnasium' has robots {sorted(FAITHFUL_ROBOTS)} so far, "
+                     f"got robot='{robot}'")
+  return FAITHFUL_ROBOTS[robot]
+
+
 class FaithfulGoal(GoalTask):
   """Safety-Gymnasium's ``Goal1`` (``SafetyPointGoal1-v0``) in JAX; see the module docstring."""
 
@@ -191,11 +219,9 @@ class FaithfulGoal(GoalTask):
 
   def __init__(self, robot: str = "point", level: int = 1, fixed_layout: bool = False,
                layout_seed: int = 0, smooth_cost: bool = False):
-    if robot not in FAITHFUL_ROBOTS:
-      raise ValueError(f"dynamics='safety-gymnasium' has robots {sorted(FAITHFUL_ROBOTS)} so far, "
-                       f"got robot='{robot}'")
-    super().__init__("point", level, fixed_layout, layout_seed, smooth_cost)
-    self.robot = FAITHFUL_ROBOTS[robot]
+    faithful_robot = _faithful_robot(robot)
+    super().__init__(robot, level, fixed_layout, layout_seed, smooth_cost)
+    self.robot = faithful_robot
 
   @property
   def _keepouts(self) -> np.ndarray:
@@ -227,19 +253,11 @@ class FaithfulGoal(GoalTask):
       robot, objects = placed[0], placed[1:]
     heading = 2 * jnp.pi * u[-1]
     hazards = objects[1:1 + self.layout.hazards]
-    nav = self._nav_state(MujocoPose.at_rest(robot, heading), objects[0], hazards,
-                          objects[1 + self.layout.hazards:], rng)
+    nav = nav_state(MujocoPose.at_rest(robot, heading), objects[0], hazards,
+                    objects[1 + self.layout.hazards:], rng)
     zero = jnp.zeros(())
     return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
                  metrics={"goal_met": zero}, info={})
-
-  def _nav_state(self, pose: MujocoPose, goal, hazards, vases, rng) -> NavState:
-    empty = jnp.zeros((0, 2))
-    return NavState(pose=pose, goal=goal, hazards=hazards, vases=vases, buttons=empty,
-                    gremlin_spots=empty, gremlin_phase=jnp.zeros(0),
-                    goal_index=jnp.zeros((), jnp.int32), rest_steps=jnp.zeros((), jnp.int32),
-                    time=jnp.zeros(()), last_distance=safe_norm(goal - pose.pos),
-                    free_cells=jnp.zeros(0, bool), rng=rng)
 
   def _new_goal(self, nav: NavState, u: jax.Array) -> jax.Array:
     """``build_goal_position``: a goal valid against the robot's position and the objects."""
@@ -267,10 +285,54 @@ class FaithfulGoal(GoalTask):
                             lidar(nav.vases)])
 
 
-FAITHFUL_TASKS = {"goal": FaithfulGoal}
+class FaithfulCircle(CircleTask):
+  """Safety-Gymnasium's ``Circle1`` (``SafetyPointCircle1-v0``) in JAX.
+
+  T = 500. The robot starts at rest, uniformly in [-0.8, 0.8]^2 with a uniform heading
+  (``CircleLevel0``: agent placements, keep-out 0). Reward (``CircleLevel0.calculate_reward``):
+  0.1 ((-u y + v x) / r) / (1 + |r - 1.5|), (u, v) the robot's world velocity and r = |(x, y)|:
+  counterclockwise laps pay (our fast ``point-circle`` turns the sign, as CVPO's Car-Circle).
+  Cost (``Sigwalls.cal_cost``): 1 while |x| > 1.125; the walls do not collide. ``smooth_cost``
+  gives max(0, |x| - 1.125) in metres. Observation: the 12 sensor readings, then the circle's
+  16-bin LiDAR, a single point at the origin with ``max_dist = 6`` (28 numbers).
+  """
+
+  levels: ClassVar[dict[int, Level]] = {1: Level(START_EXTENT)}
+  dynamics = "safety-gymnasium"
+
+  def __init__(self, robot: str = "point", level: int = 1, fixed_layout: bool = False,
+               layout_seed: int = 0, smooth_cost: bool = False):
+    faithful_robot = _faithful_robot(robot)
+    super().__init__(robot, level, fixed_layout, layout_seed, smooth_cost)
+    self.robot = faithful_robot
+
+  def reset(self, key: jax.Array) -> State:
+    u, rng = _uniforms(key, 3)
+    pose = MujocoPose.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2])
+    empty = jnp.zeros((0, 2))
+    nav = nav_state(pose, jnp.zeros(2), empty, empty, rng)
+    zero = jnp.zeros(())
+    return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
+                 metrics={"goal_met": zero}, info={})
+
+  def _progress(self, nav):
+    p = nav.pose
+    (x, y), (u, v), radius = p.pos, p.velocity, safe_norm(p.pos)
+    reward = CIRCLE_REWARD_FACTOR * ((-u * y + v * x) / radius) / (
+        1.0 + jnp.abs(radius - CIRCLE_RADIUS))
+    violations = [(jnp.abs(x) - CIRCLE_LIMIT, 1.0)]
+    return nav, reward, violations, jnp.zeros_like(reward)
+
+  def _observe(self, nav):
+    p = nav.pose
+    return jnp.concatenate([self.robot.sensors(p), linear_lidar(
+        jnp.zeros((1, 2), p.pos.dtype), p.pos, p.heading, CIRCLE_LIDAR_MAX_DIST)])
 
 
-def state_from_safety_gymnasium(task: FaithfulGoal, builder) -> State:
+FAITHFUL_TASKS = {"goal": FaithfulGoal, "circle": FaithfulCircle}
+
+
+def state_from_safety_gymnasium(task: FaithfulGoal | FaithfulCircle, builder) -> State:
   """The JAX state of a live Safety-Gymnasium task (``env.unwrapped``): robot, goal, objects.
 
   For comparing the two step by step, or evaluating a policy from the same start. Host code
@@ -287,9 +349,12 @@ def state_from_safety_gymnasium(task: FaithfulGoal, builder) -> State:
   pose = MujocoPose(pos=as_jax(agent.pos[:2]), heading=as_jax(heading),
                     velocity=as_jax(rotation @ data.qvel[:2]), yaw_rate=as_jax(data.qvel[2]),
                     ctrl=as_jax(data.ctrl[:2]))
-  xy = lambda positions: as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
-  nav = task._nav_state(pose, xy(sg_task.goal.pos)[0], xy(sg_task.hazards.pos),
-                        xy(sg_task.vases.pos), jax.random.PRNGKey(0))
+  def xy(name):  # positions of an object kind, (k, 2); none if the task has no such object
+    positions = getattr(sg_task, name).pos if hasattr(sg_task, name) else np.zeros((0, 3))
+    return as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
+
+  goal = xy("goal")[0] if hasattr(sg_task, "goal") else jnp.zeros(2, pose.pos.dtype)
+  nav = nav_state(pose, goal, xy("hazards"), xy("vases"), jax.random.PRNGKey(0))
   zero = jnp.zeros(())
   return State(sim_state=nav, obs=task._observe(nav), reward=zero, cost=zero, done=zero,
                metrics={"goal_met": zero}, info={})
