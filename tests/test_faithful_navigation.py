@@ -104,10 +104,10 @@ def test_every_step_agrees_with_safety_gymnasium_in_float64(sg_env, target):
   with jax.enable_x64(True):
     results = [compare(sg_env, seed, lambda t, rng: steer(t, target, rng), 150, resync=True)
                for seed in (0, 1)]
-  events = {k: sum(r[1][k] for r in results) for k in ("goal_met", "cost")}
-  # the runs exercise what they compare: arrivals (goal) or hazard costs (hazard)
-  assert events["goal_met" if target == "goal" else "cost"] >= 2, events
-  for errors, _ in results:
+  for errors, events in results:
+    # each run exercises what it compares: an arrival (goal) or hazard costs (hazard); seeds 0-5
+    # gave 1-2 arrivals and 11-24 steps of cost
+    assert events["goal_met"] >= 1 if target == "goal" else events["cost"] >= 5, events
     assert errors["reward"] < 1e-9 and errors["cost"] == 0.0, errors
     assert max(errors[name] for name in GROUPS) < 1e-6, errors
     assert errors["observation at reset"] < 1e-9, errors

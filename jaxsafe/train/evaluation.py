@@ -12,7 +12,7 @@ from jaxsafe.train.runner import load_states
 
 
 def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None = None,
-             env_options: dict | None = None) -> list[dict]:
+             env_options: dict | None = None, per_episode: bool = False) -> list[dict]:
   """Runs ``episodes`` full episodes per run with the deterministic (mode) policy.
 
   Args:
@@ -20,6 +20,7 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None
       run's), one whose observations and actions have the same sizes and meaning: e.g. a policy
       trained on ``point-goal`` with ``dynamics="safety-gymnasium"``, evaluated on the real task
       ``sg/SafetyPointGoal1-v0`` (the bridge: runs are then evaluated one after another).
+    per_episode: also return each episode's return and cost (lists under "returns", "costs").
   Returns:
     one dict per run (setting, seed) with mean and std of the undiscounted episode return and
     cost over the episodes, and the cost limit.
@@ -61,11 +62,15 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None
   else:
     returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
   limit = np.asarray(p.hparams.cost_limit)
-  return [{**label, "episodes": episodes,
-           "return_mean": float(np.mean(returns[r])), "return_std": float(np.std(returns[r])),
-           "cost_mean": float(np.mean(costs[r])), "cost_std": float(np.std(costs[r])),
-           "cost_limit": float(limit[r])}
-          for r, label in enumerate(p.labels)]
+  results = [{**label, "episodes": episodes,
+              "return_mean": float(np.mean(returns[r])), "return_std": float(np.std(returns[r])),
+              "cost_mean": float(np.mean(costs[r])), "cost_std": float(np.std(costs[r])),
+              "cost_limit": float(limit[r])}
+             for r, label in enumerate(p.labels)]
+  if per_episode:
+    for r, result in enumerate(results):
+      result.update(returns=returns[r].tolist(), costs=costs[r].tolist())
+  return results
 
 
 def record_episode(run_dir: str, path: str, run: int = 0, seed: int = 0, every: int = 4) -> dict:
