@@ -64,9 +64,14 @@ def test_import():
   assert set(SMALL) == set(agents.list_agents()), "a new agent needs a tiny config here"
 
 
-@pytest.mark.parametrize("env_id", [i for i in envs.list_envs() if not i.startswith("sg/")])
-def test_env_resets_and_steps(env_id):
-  env = envs.make(env_id, num_envs=2)  # auto_reset would compile reset twice
+FAITHFUL = {"dynamics": "safety-gymnasium"}
+ENV_CASES = [pytest.param(i, {}, id=i) for i in envs.list_envs() if not i.startswith("sg/")] + [
+    pytest.param(i, FAITHFUL, id=f"{i}-faithful") for i in ("point-goal", "point-circle")]
+
+
+@pytest.mark.parametrize("env_id,options", ENV_CASES)
+def test_env_resets_and_steps(env_id, options):
+  env = envs.make(env_id, num_envs=2, **options)  # auto_reset would compile reset twice
 
   @jax.jit
   def run(key):
