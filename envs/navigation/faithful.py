@@ -211,10 +211,9 @@ def _faithful_robot(robot: str) -> Robot:
   return FAITHFUL_ROBOTS[robot]
 
 
-class FaithfulGoal(GoalTask):
-  """Safety-Gymnasium's ``Goal1`` (``SafetyPointGoal1-v0``) in JAX; see the module docstring."""
+class _Faithful:
+  """What the faithful tasks share: the MuJoCo robot, and an episode's first ``State``."""
 
-  levels: ClassVar[dict[int, Level]] = {1: Level(1.5, hazards=8, vases=1)}
   dynamics = "safety-gymnasium"
 
   def __init__(self, robot: str = "point", level: int = 1, fixed_layout: bool = False,
@@ -222,6 +221,17 @@ class FaithfulGoal(GoalTask):
     faithful_robot = _faithful_robot(robot)
     super().__init__(robot, level, fixed_layout, layout_seed, smooth_cost)
     self.robot = faithful_robot
+
+  def _first_state(self, nav: NavState) -> State:
+    zero = jnp.zeros(())
+    return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
+                 metrics={"goal_met": zero}, info={})
+
+
+class FaithfulGoal(_Faithful, GoalTask):
+  """Safety-Gymnasium's ``Goal1`` (``SafetyPointGoal1-v0``) in JAX; see the module docstring."""
+
+  levels: ClassVar[dict[int, Level]] = {1: Level(1.5, hazards=8, vases=1)}
 
   @property
   def _keepouts(self) -> np.ndarray:
@@ -255,9 +265,7 @@ class FaithfulGoal(GoalTask):
     hazards = objects[1:1 + self.layout.hazards]
     nav = nav_state(MujocoPose.at_rest(robot, heading), objects[0], hazards,
                     objects[1 + self.layout.hazards:], rng)
-    zero = jnp.zeros(())
-    return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
-                 metrics={"goal_met": zero}, info={})
+    return self._first_state(nav)
 
   def _new_goal(self, nav: NavState, u: jax.Array) -> jax.Array:
     """``build_goal_position``: a goal valid against the robot's position and the objects."""
@@ -285,7 +293,7 @@ class FaithfulGoal(GoalTask):
                             lidar(nav.vases)])
 
 
-class FaithfulCircle(CircleTask):
+class FaithfulCircle(_Faithful, CircleTask):
   """Safety-Gymnasium's ``Circle1`` (``SafetyPointCircle1-v0``) in JAX.
 
   T = 500. The robot starts at rest, uniformly in [-0.8, 0.8]^2 with a uniform heading
@@ -298,22 +306,13 @@ class FaithfulCircle(CircleTask):
   """
 
   levels: ClassVar[dict[int, Level]] = {1: Level(START_EXTENT)}
-  dynamics = "safety-gymnasium"
-
-  def __init__(self, robot: str = "point", level: int = 1, fixed_layout: bool = False,
-               layout_seed: int = 0, smooth_cost: bool = False):
-    faithful_robot = _faithful_robot(robot)
-    super().__init__(robot, level, fixed_layout, layout_seed, smooth_cost)
-    self.robot = faithful_robot
 
   def reset(self, key: jax.Array) -> State:
     u, rng = _uniforms(key, 3)
     pose = MujocoPose.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2])
     empty = jnp.zeros((0, 2))
     nav = nav_state(pose, jnp.zeros(2), empty, empty, rng)
-    zero = jnp.zeros(())
-    return State(sim_state=nav, obs=self._observe(nav), reward=zero, cost=zero, done=zero,
-                 metrics={"goal_met": zero}, info={})
+    return self._first_state(nav)
 
   def _progress(self, nav):
     p = nav.pose
@@ -355,6 +354,4 @@ def state_from_safety_gymnasium(task: FaithfulGoal | FaithfulCircle, builder) ->
 
   goal = xy("goal")[0] if hasattr(sg_task, "goal") else jnp.zeros(2, pose.pos.dtype)
   nav = nav_state(pose, goal, xy("hazards"), xy("vases"), jax.random.PRNGKey(0))
-  zero = jnp.zeros(())
-  return State(sim_state=nav, obs=task._observe(nav), reward=zero, cost=zero, done=zero,
-               metrics={"goal_met": zero}, info={})
+  return task._first_state(nav)
