@@ -253,7 +253,8 @@ def test_options_and_errors():
   with pytest.raises(ValueError, match="tasks"):
     navigation.make_task("point", "button", dynamics="safety-gymnasium")
   fixed = navigation.make_task("point", "goal", dynamics="safety-gymnasium", fixed_layout=True)
-  a, b = (fixed.reset(jax.random.PRNGKey(k)).sim_state for k in (0, 1))
+  reset = jax.jit(fixed.reset)
+  a, b = (reset(jax.random.PRNGKey(k)).sim_state for k in (0, 1))
   np.testing.assert_array_equal(a.hazards, b.hazards)
   assert not np.allclose(a.pose.pos, b.pose.pos)
 

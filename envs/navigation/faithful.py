@@ -46,6 +46,7 @@ not collide).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
@@ -331,11 +332,10 @@ class FaithfulCircle(_Faithful, CircleTask):
 FAITHFUL_TASKS = {"goal": FaithfulGoal, "circle": FaithfulCircle}
 
 
-def state_from_safety_gymnasium(task: FaithfulGoal | FaithfulCircle, builder) -> State:
-  """The JAX state of a live Safety-Gymnasium task (``env.unwrapped``): robot, goal, objects.
+def nav_from_safety_gymnasium(builder) -> NavState:
+  """The ``NavState`` of a live Safety-Gymnasium task (``env.unwrapped``): robot, goal, objects.
 
-  For comparing the two step by step, or evaluating a policy from the same start. Host code
-  (reads MuJoCo's data with NumPy); the state's rng is fixed, so goals drawn later differ.
+  Host code (reads MuJoCo's data with NumPy); its rng is fixed, so goals drawn later differ.
   """
   sg_task = builder.task
   data, agent = sg_task.data, sg_task.agent
@@ -348,10 +348,21 @@ def state_from_safety_gymnasium(task: FaithfulGoal | FaithfulCircle, builder) ->
   pose = MujocoPose(pos=as_jax(agent.pos[:2]), heading=as_jax(heading),
                     velocity=as_jax(rotation @ data.qvel[:2]), yaw_rate=as_jax(data.qvel[2]),
                     ctrl=as_jax(data.ctrl[:2]))
+
   def xy(name):  # positions of an object kind, (k, 2); none if the task has no such object
     positions = getattr(sg_task, name).pos if hasattr(sg_task, name) else np.zeros((0, 3))
     return as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
 
   goal = xy("goal")[0] if hasattr(sg_task, "goal") else jnp.zeros(2, pose.pos.dtype)
-  nav = nav_state(pose, goal, xy("hazards"), xy("vases"), jax.random.PRNGKey(0))
-  return task._first_state(nav)
+  return nav_state(pose, goal, xy("hazards"), xy("vases"), jax.random.PRNGKey(0))
+
+
+@functools.cache
+def _jitted_first_state(task: _Faithful):
+  return jax.jit(task._first_state)
+
+
+def state_from_safety_gymnasium(task: FaithfulGoal | FaithfulCircle, builder) -> State:
+  """The JAX state of a live Safety-Gymnasium task, for comparing the two step by step or
+  evaluating a policy from the same start (see ``nav_from_safety_gymnasium``)."""
+  return _jitted_first_state(task)(nav_from_safety_gymnasium(builder))
