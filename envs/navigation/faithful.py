@@ -56,7 +56,7 @@ from flax import struct
 from jaxsafe.envs.core import State
 from jaxsafe.envs.navigation import mujoco_point
 from jaxsafe.envs.navigation.robots import Robot
-from jaxsafe.envs.navigation.sensors import LIDAR_BINS, safe_norm, to_ego
+from jaxsafe.envs.navigation.sensors import pseudo_lidar, safe_norm
 from jaxsafe.envs.navigation.tasks import (
   CIRCLE_LIMIT,
   CIRCLE_RADIUS,
@@ -153,24 +153,9 @@ FAITHFUL_ROBOTS: dict[str, Robot] = {"point": MujocoPoint()}
 
 def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array,
                  max_dist: float = LIDAR_MAX_DIST) -> jax.Array:
-  """Safety-Gymnasium's pseudo-LiDAR (``BaseTask._obs_lidar_pseudo``) with a ``max_dist``.
-
-  An object lights the bin of its ego bearing with max(0, D - d) / D (D = ``max_dist``, 3 by
-  default, 6 in Circle); with aliasing it also
-  lights the next bin with alias times that and the previous one with (1 - alias) times that,
-  alias in [0, 1) being how far into its bin the bearing is. A bin keeps its largest reading.
-  """
-  ego = to_ego(points, pos, heading)
-  bearing = jnp.mod(jnp.arctan2(ego[:, 1], ego[:, 0]), 2 * jnp.pi)
-  position = bearing / (2 * jnp.pi) * LIDAR_BINS
-  index = jnp.clip(jnp.floor(jax.lax.stop_gradient(position)), 0, LIDAR_BINS - 1).astype(jnp.int32)
-  alias = position - index
-  reading = jax.nn.relu(max_dist - safe_norm(ego)) / max_dist
-  bins = jnp.arange(LIDAR_BINS)
-  onehot = lambda i: (bins == jnp.mod(i, LIDAR_BINS)[:, None]).astype(reading.dtype)
-  per_object = reading[:, None] * (onehot(index) + alias[:, None] * onehot(index + 1)
-                                   + (1.0 - alias[:, None]) * onehot(index - 1))
-  return jnp.max(per_object, axis=0, initial=0.0)
+  """Safety-Gymnasium's pseudo-LiDAR (``BaseTask._obs_lidar_pseudo``): the linear fall-off
+  max(0, D - d) / D with D = ``max_dist`` (3, Circle 6), 16 bins with aliasing."""
+  return pseudo_lidar(points, pos, heading, max_dist)
 
 
 def place(u: jax.Array, extent: float, keepout: float, others: jax.Array,

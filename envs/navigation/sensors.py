@@ -24,11 +24,13 @@ def safe_norm(x: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.sum(x * x, axis=-1) + _EPS)
 
 
-def pseudo_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array) -> jax.Array:
+def pseudo_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array,
+                 max_dist: float | None = None) -> jax.Array:
   """Safety-Gym's pseudo-LiDAR (``lidar_type='pseudo'``, ``lidar_alias=True``) of k objects.
 
   Each object falls into the bin of its ego-frame bearing and gives the reading
-  exp(-LIDAR_GAIN * distance); a bin keeps the largest reading of its objects. With aliasing an
+  exp(-LIDAR_GAIN * distance), or with ``max_dist`` D the linear max(0, D - distance) / D
+  (Safety-Gymnasium's default, D = 3); a bin keeps the largest reading of its objects. With aliasing an
   object also lights its two neighbour bins, in proportion to how close its bearing is to them,
   so the sensor is continuous in the bearing (and differentiable almost everywhere).
 
@@ -42,7 +44,11 @@ def pseudo_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array) -> jax.A
   position = bearing / (2 * jnp.pi) * LIDAR_BINS
   index = jnp.clip(jnp.floor(jax.lax.stop_gradient(position)), 0, LIDAR_BINS - 1).astype(jnp.int32)
   alias = position - index                       # in [0, 1): how far into its bin the bearing is
-  reading = jnp.exp(-LIDAR_GAIN * safe_norm(ego))
+  distance = safe_norm(ego)
+  if max_dist is None:
+    reading = jnp.exp(-LIDAR_GAIN * distance)
+  else:
+    reading = jax.nn.relu(max_dist - distance) / max_dist
   bins = jnp.arange(LIDAR_BINS)
   onehot = lambda i: (bins == jnp.mod(i, LIDAR_BINS)[:, None]).astype(reading.dtype)
   per_object = reading[:, None] * (onehot(index) + alias[:, None] * onehot(index + 1)
