@@ -247,7 +247,7 @@ def test_new_goals_keep_out_of_the_robot_and_objects(layouts):
 
 def test_options_and_errors():
   with pytest.raises(ValueError, match="robots"):
-    navigation.make_task("car", "goal", dynamics="safety-gymnasium")
+    navigation.make_task("ant", "goal", dynamics="safety-gymnasium")
   with pytest.raises(ValueError, match="unknown dynamics"):
     navigation.make_task("point", "goal", dynamics="mujoco")
   with pytest.raises(ValueError, match="tasks"):
@@ -259,10 +259,12 @@ def test_options_and_errors():
   assert not np.allclose(a.pose.pos, b.pose.pos)
 
 
-@pytest.mark.slow  # ~1 min of compiles and a 2-episode evaluation on the real task
-def test_trains_resumes_draws_and_runs_on_the_real_task(tmp_path, capsys):
-  """`jaxsafe train ppo-lag point-goal --env-set dynamics=safety-gymnasium`, a resume, then
-  `eval --video` and `eval --env sg/SafetyPointGoal1-v0` (the policy runs on the real task)."""
+@pytest.mark.slow  # ~1 min each of compiles and a 2-episode evaluation on the real task
+@pytest.mark.parametrize("env_id,real", [("point-goal", "sg/SafetyPointGoal1-v0"),
+                                         ("car-goal", "sg/SafetyCarGoal1-v0")])
+def test_trains_resumes_draws_and_runs_on_the_real_task(tmp_path, capsys, env_id, real):
+  """`jaxsafe train ppo-lag ENV --env-set dynamics=safety-gymnasium`, a resume, then
+  `eval --video` and `eval --env sg/...` (the policy runs on the real task)."""
   from conftest import TINY
   from PIL import Image
 
@@ -271,18 +273,19 @@ def test_trains_resumes_draws_and_runs_on_the_real_task(tmp_path, capsys):
 
   run_dir, gif = str(tmp_path / "run"), str(tmp_path / "episode.gif")
   sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
-  assert main(["train", "ppo-lag", "point-goal", "--total-steps", "1600", "--run-dir", run_dir,
+  assert main(["train", "ppo-lag", env_id, "--total-steps", "1600", "--run-dir", run_dir,
                "--quiet", "--env-set", "dynamics=safety-gymnasium", *sets]) == 0
   assert main(["train", "--resume", run_dir, "--total-steps", "3200", "--quiet"]) == 0
   p, _, iteration = load_states(run_dir)
   assert p.spec.env_options == {"dynamics": "safety-gymnasium"}
   assert isinstance(p.agent.env.unwrapped, faithful.FaithfulGoal)
+  assert p.agent.env.unwrapped.robot.name == env_id.split("-")[0]
   assert iteration * p.agent.steps_per_update >= 3200
   capsys.readouterr()
   assert main(["eval", run_dir, "--episodes", "1", "--video", gif]) == 0
   assert "250 frames" in capsys.readouterr().out
   with Image.open(gif) as image:
     assert image.n_frames == 250
-  assert main(["eval", run_dir, "--episodes", "2", "--env", "sg/SafetyPointGoal1-v0"]) == 0
+  assert main(["eval", run_dir, "--episodes", "2", "--env", real]) == 0
   out = capsys.readouterr().out
-  assert "evaluated on sg/SafetyPointGoal1-v0" in out and "2 episodes" in out
+  assert f"evaluated on {real}" in out and "2 episodes" in out

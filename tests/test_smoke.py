@@ -66,7 +66,8 @@ def test_import():
 
 FAITHFUL = {"dynamics": "safety-gymnasium"}
 ENV_CASES = [pytest.param(i, {}, id=i) for i in envs.list_envs() if not i.startswith("sg/")] + [
-    pytest.param(i, FAITHFUL, id=f"{i}-faithful") for i in ("point-goal", "point-circle")]
+    pytest.param(i, FAITHFUL, id=f"{i}-faithful")
+    for i in ("point-goal", "point-circle", "car-goal")]
 
 
 @pytest.mark.parametrize("env_id,options", ENV_CASES)

@@ -3,9 +3,12 @@
 The default navigation tasks (``tasks.py``) are a fast approximation: our own planar robots,
 sensors and layouts. The variants here follow Safety-Gymnasium 1.0.0 (Ji et al. 2023) closely
 enough that a policy trained in JAX runs on the real task (``sg/SafetyPointGoal1-v0``) and gets
-what it trained for; docs/navigation.md compares the two and the bridge. So far: the Point robot
-in Goal level 1 (``FaithfulGoal``, below) and Circle level 1 (``FaithfulCircle``, its own
-docstring). What is reproduced for Goal:
+what it trained for; docs/navigation.md compares the two and the bridge. So far: the Point and
+the Car in Goal level 1 (``FaithfulGoal``, below) and Circle level 1 (``FaithfulCircle``, its
+own docstring). The Point is MuJoCo's to rounding; the Car is a model identified from MuJoCo's
+trajectories (``CalibratedCar``, ``calibrated_car.py``): its planar motion to the fits'
+residuals, its 24 sensor readings in Safety-Gymnasium's layout with measured noise where the
+planar state does not determine them. What is reproduced for Goal (the Point):
 
 - **Robot**: the Point's MuJoCo dynamics (``mujoco_point.py``: mass matrix, actuator clamps, the
   yaw velocity servo, implicit damping, 10 Euler substeps of 2 ms), in the world frame: the
@@ -54,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jaxsafe.envs.core import State
-from jaxsafe.envs.navigation import mujoco_point
+from jaxsafe.envs.navigation import calibrated_car, mujoco_point
 from jaxsafe.envs.navigation.robots import Robot
 from jaxsafe.envs.navigation.sensors import pseudo_lidar, safe_norm
 from jaxsafe.envs.navigation.tasks import (
@@ -148,7 +151,104 @@ class MujocoPoint(Robot):
         robot_frame(jnp.asarray(MAGNETIC_FIELD, pose.pos.dtype)), zero])
 
 
-FAITHFUL_ROBOTS: dict[str, Robot] = {"point": MujocoPoint()}
+  def at_rest(self, pos: jax.Array, heading: jax.Array, key: jax.Array) -> MujocoPose:
+    del key  # the Point's readings are exact
+    return MujocoPose.at_rest(pos, heading)
+
+  def pose_from_safety_gymnasium(self, sg_task) -> MujocoPose:
+    """The pose of a live Safety-Gymnasium Point (host code)."""
+    data, mat = sg_task.data, np.asarray(sg_task.agent.mat)
+    heading = np.arctan2(mat[1, 0], mat[0, 0])
+    # The slide joints move along the axes of the robot's start frame: rotate into the world.
+    start = heading - data.qpos[2]
+    rotation = np.array([[np.cos(start), -np.sin(start)], [np.sin(start), np.cos(start)]])
+    return MujocoPose(pos=_as_jax(sg_task.agent.pos[:2]), heading=_as_jax(heading),
+                      velocity=_as_jax(rotation @ data.qvel[:2]), yaw_rate=_as_jax(data.qvel[2]),
+                      ctrl=_as_jax(data.ctrl[:2]))
+
+
+@struct.dataclass
+class CarPose:
+  """The calibrated Car's state: the planar pose and velocities (world frame, as ``MujocoPose``),
+  the caster ball's rotation in the car (3, 3) and its spin (3,, ball frame), this step's draw
+  of the unmodelled readings (``calibrated_car.NOISE_STD``) and the key of the next draw."""
+
+  pos: jax.Array
+  heading: jax.Array
+  velocity: jax.Array
+  yaw_rate: jax.Array
+  ball: jax.Array
+  ball_spin: jax.Array
+  noise: jax.Array
+  rng: jax.Array
+
+
+def _noise(key: jax.Array, dtype) -> jax.Array:
+  std = jnp.asarray(calibrated_car.NOISE_STD, dtype)
+  return std * jax.random.normal(key, std.shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibratedCar(Robot):
+  """Safety-Gymnasium's Car (``car.xml``) as identified in ``calibrated_car.py``."""
+
+  name: str = "car"
+  radius: float = 0.1
+  #: the car drives along its body's -y axis; ``heading`` is its x axis (the LiDAR's bin 0)
+  forward_angle: float = -np.pi / 2
+
+  def at_rest(self, pos: jax.Array, heading: jax.Array, key: jax.Array) -> CarPose:
+    noise_key, rng = jax.random.split(key)
+    zero = jnp.zeros((), pos.dtype)
+    return CarPose(pos=pos, heading=heading, velocity=jnp.zeros(2, pos.dtype), yaw_rate=zero,
+                   ball=jnp.eye(3, dtype=pos.dtype), ball_spin=jnp.zeros(3, pos.dtype),
+                   noise=_noise(noise_key, pos.dtype), rng=rng)
+
+  def step(self, pose: CarPose, action: jax.Array) -> CarPose:
+    pos, heading, velocity, yaw_rate = calibrated_car.planar_step(
+        pose.pos, pose.heading, pose.velocity, pose.yaw_rate, jnp.clip(action, -1.0, 1.0))
+    spin = calibrated_car.ball_spin(heading, velocity, yaw_rate, pose.ball)
+    noise_key, rng = jax.random.split(pose.rng)
+    return CarPose(pos=pos, heading=heading, velocity=velocity, yaw_rate=yaw_rate,
+                   ball=calibrated_car.rotate(pose.ball, spin), ball_spin=spin,
+                   noise=_noise(noise_key, pos.dtype), rng=rng)
+
+  def sensors(self, pose: CarPose) -> jax.Array:
+    """Accelerometer, velocimeter, gyro, magnetometer, ``ballangvel_rear``, ``ballquat_rear``:
+    (24,), in the car's frame; the unmodelled parts are ``pose.noise``."""
+    n = pose.noise
+    c, s = jnp.cos(pose.heading), jnp.sin(pose.heading)
+    vx, vy = c * pose.velocity[0] + s * pose.velocity[1], -s * pose.velocity[0] + c * pose.velocity[1]
+    magnetic = jnp.asarray(MAGNETIC_FIELD, pose.pos.dtype)
+    mx, my = c * magnetic[0] + s * magnetic[1], -s * magnetic[0] + c * magnetic[1]
+    return jnp.concatenate([
+        n[0:3] + jnp.asarray([0.0, 0.0, GRAVITY], n.dtype),
+        jnp.stack([vx, vy, n[3]]),
+        jnp.stack([n[4], n[5], pose.yaw_rate]),
+        jnp.stack([mx, my, n[6]]),
+        pose.ball_spin + n[7:10],
+        pose.ball.reshape(9)])
+
+  def pose_from_safety_gymnasium(self, sg_task) -> CarPose:
+    """The pose of a live Safety-Gymnasium Car (host code); no noise, a fixed key."""
+    import mujoco
+
+    data, mat = sg_task.data, np.asarray(sg_task.agent.mat)
+    ball = np.zeros(9)
+    mujoco.mju_quat2Mat(ball, np.asarray(data.qpos[9:13], np.float64))
+    return CarPose(pos=_as_jax(sg_task.agent.pos[:2]),
+                   heading=_as_jax(np.arctan2(mat[1, 0], mat[0, 0])),
+                   velocity=_as_jax(sg_task.agent.vel[:2]), yaw_rate=_as_jax(data.qvel[5]),
+                   ball=_as_jax(ball.reshape(3, 3)), ball_spin=_as_jax(data.qvel[8:11]),
+                   noise=_as_jax(np.zeros(len(calibrated_car.NOISE_STD))),
+                   rng=jax.random.PRNGKey(0))
+
+
+def _as_jax(x) -> jax.Array:
+  return jnp.asarray(np.asarray(x, dtype=np.float64))
+
+
+FAITHFUL_ROBOTS: dict[str, Robot] = {"point": MujocoPoint(), "car": CalibratedCar()}
 
 
 def linear_lidar(points: jax.Array, pos: jax.Array, heading: jax.Array,
@@ -249,7 +349,7 @@ class FaithfulGoal(_Faithful, GoalTask):
       robot, objects = placed[0], placed[1:]
     heading = 2 * jnp.pi * u[-1]
     hazards = objects[1:1 + self.layout.hazards]
-    nav = nav_state(MujocoPose.at_rest(robot, heading), objects[0], hazards,
+    nav = nav_state(self.robot.at_rest(robot, heading, rng), objects[0], hazards,
                     objects[1 + self.layout.hazards:], rng)
     return self._first_state(nav)
 
@@ -295,7 +395,7 @@ class FaithfulCircle(_Faithful, CircleTask):
 
   def reset(self, key: jax.Array) -> State:
     u, rng = _uniforms(key, 3)
-    pose = MujocoPose.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2])
+    pose = self.robot.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2], rng)
     empty = jnp.zeros((0, 2))
     nav = nav_state(pose, jnp.zeros(2), empty, empty, rng)
     return self._first_state(nav)
@@ -323,20 +423,12 @@ def nav_from_safety_gymnasium(builder) -> NavState:
   Host code (reads MuJoCo's data with NumPy); its rng is fixed, so goals drawn later differ.
   """
   sg_task = builder.task
-  data, agent = sg_task.data, sg_task.agent
-  mat = np.asarray(agent.mat)
-  heading = np.arctan2(mat[1, 0], mat[0, 0])
-  # The slide joints move along the axes of the robot's start frame: rotate into the world.
-  start = heading - data.qpos[2]
-  rotation = np.array([[np.cos(start), -np.sin(start)], [np.sin(start), np.cos(start)]])
-  as_jax = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64))
-  pose = MujocoPose(pos=as_jax(agent.pos[:2]), heading=as_jax(heading),
-                    velocity=as_jax(rotation @ data.qvel[:2]), yaw_rate=as_jax(data.qvel[2]),
-                    ctrl=as_jax(data.ctrl[:2]))
+  robot = _faithful_robot(type(sg_task.agent).__name__.lower())
+  pose = robot.pose_from_safety_gymnasium(sg_task)
 
   def xy(name):  # positions of an object kind, (k, 2); none if the task has no such object
     positions = getattr(sg_task, name).pos if hasattr(sg_task, name) else np.zeros((0, 3))
-    return as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
+    return _as_jax(np.asarray(positions).reshape(-1, 3)[:, :2])
 
   goal = xy("goal")[0] if hasattr(sg_task, "goal") else jnp.zeros(2, pose.pos.dtype)
   return nav_state(pose, goal, xy("hazards"), xy("vases"), jax.random.PRNGKey(0))

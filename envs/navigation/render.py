@@ -61,7 +61,8 @@ def _frame(task: tasks.NavigationEnv, nav, trail: np.ndarray, canvas: Canvas, ca
     canvas.disc(draw, nav["goal"], tasks.GOAL_SIZE, outline=COLORS["goal"], width=3)
   if len(trail) > 1:
     draw.line([canvas.px(*p) for p in trail], fill=COLORS["trail"], width=2)
-  pos, heading, radius = nav["pos"], float(nav["heading"]), task.robot.radius
+  pos, radius = nav["pos"], task.robot.radius
+  heading = float(nav["heading"]) + task.robot.forward_angle
   canvas.disc(draw, pos, radius, fill=COLORS["robot"])
   tip = pos + 1.8 * radius * np.array([np.cos(heading), np.sin(heading)])
   draw.line([canvas.px(*pos), canvas.px(*tip)], fill=COLORS["text"], width=2)

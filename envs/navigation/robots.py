@@ -44,10 +44,14 @@ class Pose:
 
 @dataclasses.dataclass(frozen=True)
 class Robot:
-  """A planar robot: its name, body radius (m) and velocity update (pose, action) -> (v', w')."""
+  """A planar robot: its name, body radius (m) and velocity update (pose, action) -> (v', w').
+
+  ``forward_angle``: the direction it drives, relative to ``heading`` (0 for ours).
+  """
 
   name: str
   radius: float
+  forward_angle: float = 0.0
 
   def velocities(self, pose: Pose, action: jax.Array) -> tuple[jax.Array, jax.Array]:
     raise NotImplementedError
