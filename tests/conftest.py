@@ -62,3 +62,14 @@ def one_blas_thread():
     yield
   finally:
     set_(before)
+
+
+def safety_gymnasium_or_none():
+  """Safety-Gymnasium through the bridge's compatibility layer, or None without the extra (the
+  tests that compare with it skip then)."""
+  from jaxsafe.envs.safety_gymnasium import MissingExtraError, import_safety_gymnasium
+
+  try:
+    return import_safety_gymnasium()
+  except MissingExtraError:
+    return None

@@ -3,22 +3,19 @@
 The Car is a model identified from MuJoCo's trajectories, not MuJoCo itself, so these tests bound
 errors instead of asking for rounding: one-step errors near the fits' residuals, 100-step open-loop
 drift, the exact parts of the observation (layout, LiDAR, magnetometer, ball) from the same state,
-and readings of the same spread as the real ones. Each tolerance is about twice what was measured
-(docs/navigation.md, "The Car"); a broken sign, axis or constant misses it by far.
+and readings of the same spread as the real ones. Each tolerance is 1.4-3x what was measured over
+other seeds too (docs/navigation.md, "The Car"); a broken sign, axis or constant misses it by far.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import safety_gymnasium_or_none
 from jaxsafe.envs import navigation
 from jaxsafe.envs.navigation import faithful
-from jaxsafe.envs.safety_gymnasium import MissingExtraError, import_safety_gymnasium
 
-try:
-  SG = import_safety_gymnasium()
-except MissingExtraError:
-  SG = None
+SG = safety_gymnasium_or_none()
 pytestmark = pytest.mark.skipif(SG is None, reason="needs the safety-gymnasium extra")
 
 GOAL = navigation.make_task("car", "goal", dynamics="safety-gymnasium")
@@ -93,8 +90,8 @@ def test_layout_and_the_exact_readings_at_reset(envs, task):
 def test_one_step_errors_are_the_fits_residuals(envs):
   """From each of Safety-Gymnasium's states along 2 episodes, one step of the same action.
 
-  Measured (rms): velocimeter x, y 0.031 m/s, gyro z 0.18 rad/s, magnetometer 0.0018,
-  position 0.0012 m, reward 0.0009.
+  Measured (rms; the largest over these seeds and seeds 100-101 and 200-201): velocimeter x, y
+  0.031 m/s, gyro z 0.18 rad/s, magnetometer 0.0021, position 0.0013 m, reward 0.0009.
   """
   with jax.enable_x64(True):
     runs = [rollout(envs[GOAL], GOAL, seed, 150, resync=True) for seed in (0, 1)]
@@ -110,16 +107,18 @@ def test_one_step_errors_are_the_fits_residuals(envs):
 def test_open_loop_drift_over_100_steps(envs, task):
   """The same start and held random torques for 100 steps (4 s), open loop, 4 starts.
 
-  Measured: after 100 steps the car is 0.11 m (Goal) and 0.10 m (Circle) from the real one on
-  average; LiDAR rms 0.15, velocimeter 0.05, magnetometer 0.035 over the rollouts."""
+  Measured over 10 such groups of 4 starts (seeds 0-399), median and largest: after 100 steps
+  the car is 0.16 / 0.19 m (Goal) and 0.14 / 0.25 m (Circle) from the real one on average;
+  rms over the rollouts, LiDAR 0.16 / 0.19, velocimeter 0.06 / 0.07, magnetometer 0.04 / 0.08.
+  The tolerances are 1.4x the largest."""
   with jax.enable_x64(True):
     runs = [rollout(envs[task], task, seed) for seed in range(4)]
   final = [r["position"][-1] for r in runs]
   groups = {name: rms(np.concatenate([r[name] for r in runs])) for name in GROUPS[task]}
-  assert np.mean(final) < 0.25, final
+  assert np.mean(final) < 0.35, final
   lidars = [name for name in groups if name.endswith("lidar")]
-  assert max(groups[name] for name in lidars) < 0.25, groups
-  assert groups["velocimeter"] < 0.12 and groups["magnetometer"] < 0.08, groups
+  assert max(groups[name] for name in lidars) < 0.27, groups
+  assert groups["velocimeter"] < 0.1 and groups["magnetometer"] < 0.11, groups
 
 
 def test_readings_have_the_spread_of_the_real_ones(envs):
@@ -140,3 +139,18 @@ def test_readings_have_the_spread_of_the_real_ones(envs):
       ours.append(np.asarray(state.obs[:24]))
   ratio = np.std(ours, axis=0) / np.std(theirs, axis=0)
   assert np.all((ratio > 0.5) & (ratio < 2.0)), np.round(ratio, 2)
+
+
+def test_gradients_flow_through_the_car_below_saturation():
+  """d(distance to the goal after 10 steps) / d(torques): finite, and nonzero for torques below
+  the 0.02 saturation (zero above it, where the motors are clamped)."""
+  state = jax.jit(GOAL.reset)(jax.random.PRNGKey(0))
+
+  def distance(torques):
+    final = jax.lax.fori_loop(0, 10, lambda _, s: GOAL.step(s, torques), state)
+    return jnp.linalg.norm(final.sim_state.pose.pos - final.sim_state.goal)
+
+  grad = jax.jit(jax.grad(distance))
+  below, above = grad(jnp.array([0.01, 0.012])), grad(jnp.array([0.5, 0.5]))
+  assert np.all(np.isfinite(below)) and np.abs(below).min() > 1e-3, below
+  np.testing.assert_array_equal(above, 0.0)

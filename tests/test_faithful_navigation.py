@@ -12,14 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import safety_gymnasium_or_none
 from jaxsafe.envs import navigation
 from jaxsafe.envs.navigation import faithful
-from jaxsafe.envs.safety_gymnasium import MissingExtraError, import_safety_gymnasium
 
-try:
-  SG = import_safety_gymnasium()
-except MissingExtraError:
-  SG = None
+SG = safety_gymnasium_or_none()
 pytestmark = pytest.mark.skipif(SG is None, reason="needs the safety-gymnasium extra")
 
 TASK = navigation.make_task("point", "goal", dynamics="safety-gymnasium")
