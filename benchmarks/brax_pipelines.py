@@ -32,6 +32,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jaxsafe.envs import brax_tasks
 
 warnings.filterwarnings("ignore")

@@ -234,6 +234,7 @@ def main():
   import brax
   with contextlib.redirect_stdout(io.StringIO()):  # mujoco.mjx's "Failed to import warp"
     from brax.training.agents.ppo import train  # noqa: F401
+
     from jaxsafe.envs import brax_tasks  # noqa: F401
 
   print(f"machine: {machine_line()}; {load_line()}")

@@ -3,11 +3,30 @@
 from jaxsafe.envs.core import Env, State, Wrapper
 from jaxsafe.envs.gymnasium_export import to_gymnasium
 from jaxsafe.envs.registry import UnknownEnvError, list_envs, make, register
-from jaxsafe.envs.wrappers import (AutoReset, BlockGradient, EpisodeStats, TimeLimit,
-                                   VmapAutoReset, VmapWrapper, training_stack)
+from jaxsafe.envs.wrappers import (
+                                   AutoReset,
+                                   BlockGradient,
+                                   EpisodeStats,
+                                   TimeLimit,
+                                   VmapAutoReset,
+                                   VmapWrapper,
+                                   training_stack,
+)
 
 __all__ = [
-    "Env", "State", "Wrapper", "make", "register", "list_envs", "UnknownEnvError",
-    "TimeLimit", "AutoReset", "EpisodeStats", "VmapWrapper", "VmapAutoReset", "BlockGradient",
-    "training_stack", "to_gymnasium",
+                                   "AutoReset",
+                                   "BlockGradient",
+                                   "Env",
+                                   "EpisodeStats",
+                                   "State",
+                                   "TimeLimit",
+                                   "UnknownEnvError",
+                                   "VmapAutoReset",
+                                   "VmapWrapper",
+                                   "Wrapper",
+                                   "list_envs",
+                                   "make",
+                                   "register",
+                                   "to_gymnasium",
+                                   "training_stack",
 ]

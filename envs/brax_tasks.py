@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from brax import envs as brax_envs
 from brax import math as brax_math
 from brax.envs import base as brax_base
+
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.wrappers import BlockGradient
 

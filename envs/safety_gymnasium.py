@@ -63,9 +63,9 @@ from jax.experimental import io_callback
 
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.safety_gymnasium_compat import (
-    INSTALL_HINT,
-    MissingExtraError,
-    import_safety_gymnasium,
+  INSTALL_HINT,
+  MissingExtraError,
+  import_safety_gymnasium,
 )
 
 #: env ids that start with this prefix are Safety-Gymnasium ids served by this bridge.

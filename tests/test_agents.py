@@ -7,6 +7,7 @@ shac_lag.py; dyna-cppo takes cppo's step, mb-cgpo cgpo's); the learning tests ch
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +182,7 @@ def test_elastic_recovery_step_by_hand():
   paper = np.array([0.0, -0.01])
   gaps = [np.linalg.norm(np.asarray(trust_region.solve(g, q, jnp.asarray(10.0), delta, mu).step)
                          - paper) for mu in (1.0, 10.0, 100.0, 1e4)]
-  assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False)) and gaps[-1] < 1e-5
+  assert all(a > b for a, b in itertools.pairwise(gaps)) and gaps[-1] < 1e-5
   np.testing.assert_allclose(gaps[2], 0.01 / 100, rtol=1e-3)  # |d - d_33| ~ sqrt(delta) / mu
   # Not used outside the infeasible case: feasible (c = -10) and partial (c = 0.005) steps are
   # the same with and without a weight.

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxsafe.envs import brax_tasks
 
 from jaxsafe import envs
+from jaxsafe.envs import brax_tasks
 
 NUM_ENVS = 4
 HORIZON = 5

@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxsafe.envs.function import function_value
 
 from jaxsafe import envs
 from jaxsafe.core import distributions, experience, lagrange, networks, normalize, returns, rollout
 from jaxsafe.core.experience import ActionSample
+from jaxsafe.envs.function import function_value
 
 KEY = jax.random.PRNGKey(0)
 

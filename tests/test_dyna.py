@@ -12,9 +12,9 @@ import pytest
 from jaxsafe import envs
 from jaxsafe.cli import main
 from jaxsafe.core import normalize, replay
+from jaxsafe.core.experience import ActionSample, Transition
 from jaxsafe.core.rollout import rollout
 from jaxsafe.models import imagination
-from jaxsafe.core.experience import ActionSample, Transition
 from jaxsafe.models.world_model import WorldModel
 from jaxsafe.train.logger import read_progress
 from jaxsafe.train.runner import load_states

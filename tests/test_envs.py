@@ -9,13 +9,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from jaxsafe import envs
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.function import FunctionEnv, function_value
 from jaxsafe.envs.registry import UnknownEnvError
-from jaxsafe.envs.wrappers import (AutoReset, BlockGradient, EpisodeStats, TimeLimit,
-                                   VmapAutoReset, VmapWrapper)
-
-from jaxsafe import envs
+from jaxsafe.envs.wrappers import (
+  AutoReset,
+  BlockGradient,
+  EpisodeStats,
+  TimeLimit,
+  VmapAutoReset,
+  VmapWrapper,
+)
 
 ALL_IDS = ("function", "function-floor", "cruise", "cartpole-position", "reacher-position",
            "halfcheetah-velocity", "ant-velocity", "swimmer-velocity")

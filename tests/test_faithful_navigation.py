@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import safety_gymnasium_or_none
+
 from jaxsafe.envs import navigation
 from jaxsafe.envs.navigation import faithful
 

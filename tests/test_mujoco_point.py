@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from jaxsafe.envs.navigation import mujoco_point
 
 mujoco = pytest.importorskip("mujoco")

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxsafe.envs.navigation import make_task, tasks
-from jaxsafe.envs.navigation.sensors import LIDAR_BINS, pseudo_lidar, to_ego
 
 from jaxsafe import envs
+from jaxsafe.envs.navigation import make_task, tasks
+from jaxsafe.envs.navigation.sensors import LIDAR_BINS, pseudo_lidar, to_ego
 
 NAV_IDS = ("point-goal", "car-goal", "point-button", "car-button", "point-circle", "car-circle")
 
@@ -260,6 +260,7 @@ def test_ppo_lag_learns_point_goal_within_the_cost_limit(tmp_path):
   import json
 
   from conftest import learning_seeds
+
   from jaxsafe.cli import main
   from jaxsafe.train.logger import read_progress
 

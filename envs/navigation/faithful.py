@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
 from jaxsafe.envs.core import State
 from jaxsafe.envs.navigation import calibrated_car, mujoco_point
 from jaxsafe.envs.navigation.robots import Robot

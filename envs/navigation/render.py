@@ -8,8 +8,9 @@ calls.
 from __future__ import annotations
 
 import numpy as np
-from jaxsafe.envs.navigation import tasks
 from PIL import Image, ImageDraw
+
+from jaxsafe.envs.navigation import tasks
 
 #: RGB colours of the pictures (Safety-Gym's palette, roughly).
 COLORS = {

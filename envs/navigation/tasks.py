@@ -46,6 +46,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 from flax import struct
+
 from jaxsafe.envs.core import Env, State
 from jaxsafe.envs.navigation.robots import DT, ROBOTS, Pose, Robot
 from jaxsafe.envs.navigation.sensors import compass, pseudo_lidar, safe_norm

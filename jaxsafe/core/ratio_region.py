@@ -169,7 +169,6 @@ def e_step(advantage: jax.Array, cost_advantage: jax.Array, cost_budget: jax.Arr
   budget = jnp.asarray(cost_budget, dtype)
   radius = jnp.asarray(radius, dtype)
   floor = jnp.asarray(min_ratio, dtype) - 1
-  n = adv.shape[0]
   inner_iterations = jnp.finfo(dtype).nmant + 4
   if num_iterations is None:
     num_iterations = inner_iterations

@@ -2,4 +2,4 @@
 
 from jaxsafe.train.runner import RunDirError, RunSpec, TrainingDiverged, plan, resume, run
 
-__all__ = ["RunSpec", "run", "resume", "plan", "RunDirError", "TrainingDiverged"]
+__all__ = ["RunDirError", "RunSpec", "TrainingDiverged", "plan", "resume", "run"]
