@@ -59,6 +59,7 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None
     per_run = [single(jax.tree_util.tree_map(lambda x, r=r: x[r], states), keys[r])
                for r in range(len(p.labels))]
     returns, costs = (np.stack(x) for x in zip(*jax.device_get(per_run), strict=True))
+    env.unwrapped.close()  # the host's MuJoCo worlds (~0.1 GB each) go now, not at exit
   else:
     returns, costs = jax.device_get(jax.jit(jax.vmap(run_episodes))(states, keys))
   limit = np.asarray(p.hparams.cost_limit)
