@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import safety_gymnasium_or_none
+
 from jaxsafe.envs import navigation
 from jaxsafe.envs.navigation import faithful
 
@@ -124,10 +125,11 @@ def test_open_loop_drift_over_100_steps(envs, task):
 def test_readings_have_the_spread_of_the_real_ones(envs):
   """Under the same random torques, each of the 24 sensor readings has the std of the real one
   within a factor 2 (the observation normaliser of a policy trained in JAX is then right on the
-  real task); the ball's orientation entries within a factor 2 as well."""
+  real task); the ball's orientation entries within a factor 2 as well. 6 episodes of 250 steps;
+  over seeds 0-5, 100-105, ..., 400-405 the ratios spanned 0.63-1.25."""
   env, ours, theirs = envs[GOAL], [], []
   reset, step = jax.jit(GOAL.reset), STEP[GOAL]
-  for seed in range(3):
+  for seed in range(6):
     obs, _ = env.reset(seed=seed)
     state = reset(jax.random.PRNGKey(seed))
     actions = held_actions(np.random.default_rng(seed))
