@@ -10,9 +10,11 @@ In one process on the current JAX backend, env steps per second of
     vector of 8, stepped the same way (a jitted scan whose steps are host callbacks);
 (c) raw Safety-Gymnasium for reference: ``SafetySyncVectorEnv`` of 1 and 8 envs stepped in a
     Python loop with random actions (what (b) costs without JAX around it);
-(d) the faithful variants ``point-goal`` and ``point-circle`` with ``dynamics="safety-gymnasium"``
-    (issue 16) stepped as in (a); with ``--training``, also ppo-lag's training env steps/s on
-    ``point-goal``, its faithful variant and the bridge (1 seed, 16 envs x 1000 steps per update).
+(d) the faithful variants of ``point-goal``, ``point-circle``, ``car-goal`` and ``car-circle``
+    (``dynamics="safety-gymnasium"``, issue 16) stepped as in (a), and the bridge's
+    ``sg/SafetyCarGoal1-v0`` as in (b); with ``--training``, also ppo-lag's training env steps/s
+    on ``point-goal``, the faithful ``point-goal`` and ``car-goal`` and the bridge's two (1 seed,
+    16 envs x 1000 steps per update).
 
 Prints the machine and versions, a markdown table and the ratio (a) / (b) for 1 and 8 envs
 (the acceptance target of issue 5 is >= 500x). (b) and (c) need the extra
@@ -41,6 +43,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 warnings.filterwarnings("ignore")
 
 SG_ID = "SafetyPointGoal1-v0"
+#: the faithful variants (issue 16) and the real task each is compared with
+FAITHFUL_IDS = {"point-goal": SG_ID, "point-circle": "SafetyPointCircle1-v0",
+                "car-goal": "SafetyCarGoal1-v0", "car-circle": "SafetyCarCircle1-v0"}
 
 
 def jax_steps_per_second(env_id: str, num_envs: int, length: int, reps: int,
@@ -75,8 +80,9 @@ def jax_steps_per_second(env_id: str, num_envs: int, length: int, reps: int,
 
 def raw_sg_steps_per_second(num_envs: int, steps: int) -> float:
   """Env steps/s of Safety-Gymnasium's own vector env in a Python loop (random actions)."""
-  from jaxsafe.envs.safety_gymnasium import import_safety_gymnasium
   from safety_gymnasium.vector import SafetySyncVectorEnv
+
+  from jaxsafe.envs.safety_gymnasium import import_safety_gymnasium
 
   sg = import_safety_gymnasium()
   vec = SafetySyncVectorEnv([lambda: sg.make(SG_ID)] * num_envs)
@@ -135,14 +141,15 @@ def main() -> None:
     sps, compile_s = jax_steps_per_second(env_id, num_envs, length, reps)
     rows.append((f"`{env_id}` (jaxsafe, JAX)", num_envs, sps, compile_s))
     print(f"  {env_id}: {sps:,.0f} env steps/s", flush=True)
-  for env_id in ("point-goal", "point-circle"):
+  for env_id in FAITHFUL_IDS:
     sps, compile_s = jax_steps_per_second(env_id, num_envs, length, reps, **FAITHFUL)
     rows.append((f"`{env_id}`, dynamics=safety-gymnasium (jaxsafe, JAX)", num_envs, sps,
                  compile_s))
     print(f"  {env_id} faithful: {sps:,.0f} env steps/s", flush=True)
   jax_sps = rows[0][2]
-  faithful_sps = next(r[2] for r in rows if "point-goal`, dynamics" in r[0])
-  bridge = {}
+  faithful = {env_id: next(r[2] for r in rows if f"`{env_id}`, dynamics" in r[0])
+              for env_id in FAITHFUL_IDS}
+  bridge, car_bridge = {}, {}
   if is_available():
     for n in (int(x) for x in args.bridge_envs.split(",")):
       sps, compile_s = jax_steps_per_second(f"sg/{SG_ID}", n, length, reps)
@@ -150,6 +157,10 @@ def main() -> None:
       rows.append((f"`sg/{SG_ID}` (bridge)", n, sps, compile_s))
       print(f"  sg x{n}: bridge {sps:,.0f} env steps/s", flush=True)
       if n <= 8:  # a second set of 64 MuJoCo worlds besides the bridge's ran out of 24 GiB
+        car_id = FAITHFUL_IDS["car-goal"]
+        car_bridge[n], compile_s = jax_steps_per_second(f"sg/{car_id}", n, length, reps)
+        rows.append((f"`sg/{car_id}` (bridge)", n, car_bridge[n], compile_s))
+        print(f"  sg car x{n}: bridge {car_bridge[n]:,.0f} env steps/s", flush=True)
         raw = raw_sg_steps_per_second(n, sg_steps // n * 2 if n > 1 else sg_steps)
         rows.append((f"{SG_ID} (raw Safety-Gymnasium loop)", n, raw, float("nan")))
         print(f"  sg x{n}: raw {raw:,.0f} env steps/s", flush=True)
@@ -162,7 +173,10 @@ def main() -> None:
     print(f"| {name} | {n} | {sps:,.0f} | {shown} |")
   for n, sps in bridge.items():
     print(f"\nratio point-goal x{num_envs} / sg/{SG_ID} x{n}: {jax_sps / sps:,.0f}x; "
-          f"faithful point-goal: {faithful_sps / sps:,.0f}x")
+          f"faithful point-goal: {faithful['point-goal'] / sps:,.0f}x")
+  for n, sps in car_bridge.items():
+    print(f"ratio faithful car-goal x{num_envs} / sg/{FAITHFUL_IDS['car-goal']} x{n}: "
+          f"{faithful['car-goal'] / sps:,.0f}x")
   if args.training:
     updates = (1, 1) if args.quick else (5, 2)
     print("\nppo-lag training, 1 seed, 16 envs x 1000 steps per update:\n"
@@ -170,7 +184,9 @@ def main() -> None:
     for name, env_id, options, n in (
         ("`point-goal`", "point-goal", {}, updates[0]),
         ("`point-goal`, dynamics=safety-gymnasium", "point-goal", FAITHFUL, updates[0]),
-        (f"`sg/{SG_ID}` (bridge)", f"sg/{SG_ID}", {}, updates[1])):
+        (f"`sg/{SG_ID}` (bridge)", f"sg/{SG_ID}", {}, updates[1]),
+        ("`car-goal`, dynamics=safety-gymnasium", "car-goal", FAITHFUL, updates[0]),
+        ("`sg/SafetyCarGoal1-v0` (bridge)", "sg/SafetyCarGoal1-v0", {}, updates[1])):
       if env_id.startswith("sg/") and not is_available():
         continue
       sps, compile_s = training_steps_per_second(env_id, n, **options)
