@@ -122,6 +122,7 @@ def test_open_loop_drift_over_100_steps(envs, task):
   assert groups["velocimeter"] < 0.1 and groups["magnetometer"] < 0.11, groups
 
 
+@pytest.mark.slow  # ~13 s: 1,500 steps of both, one step per call
 def test_readings_have_the_spread_of_the_real_ones(envs):
   """Under the same random torques, each of the 24 sensor readings has the std of the real one
   within a factor 2 (the observation normaliser of a policy trained in JAX is then right on the
