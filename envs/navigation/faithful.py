@@ -123,6 +123,12 @@ class MujocoPose:
                ctrl=jnp.zeros(2, pos.dtype))
 
 
+def _robot_frame(heading: jax.Array, v: jax.Array) -> jax.Array:
+  """A world-frame planar vector (2,) in the frame of a robot whose x axis is at ``heading``."""
+  c, s = jnp.cos(heading), jnp.sin(heading)
+  return jnp.stack([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+
 @dataclasses.dataclass(frozen=True)
 class MujocoPoint(Robot):
   """Safety-Gymnasium's Point robot (``point.xml``), stepped as MuJoCo steps it."""
@@ -139,11 +145,7 @@ class MujocoPoint(Robot):
   def sensors(self, pose: MujocoPose) -> jax.Array:
     """Accelerometer, velocimeter, gyro, magnetometer of the robot's site: (12,), robot frame."""
     qacc = mujoco_point.acceleration(pose.qpos, pose.qvel, pose.ctrl)
-    c, s = jnp.cos(pose.heading), jnp.sin(pose.heading)
-
-    def robot_frame(v):
-      return jnp.stack([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
-
+    robot_frame = functools.partial(_robot_frame, pose.heading)
     zero, one = jnp.zeros(1, pose.pos.dtype), jnp.ones(1, pose.pos.dtype)
     return jnp.concatenate([
         robot_frame(qacc[:2]), GRAVITY * one,
@@ -218,15 +220,13 @@ class CalibratedCar(Robot):
     """Accelerometer, velocimeter, gyro, magnetometer, ``ballangvel_rear``, ``ballquat_rear``:
     (24,), in the car's frame; the unmodelled parts are ``pose.noise``."""
     n = pose.noise
-    c, s = jnp.cos(pose.heading), jnp.sin(pose.heading)
-    vx, vy = c * pose.velocity[0] + s * pose.velocity[1], -s * pose.velocity[0] + c * pose.velocity[1]
-    magnetic = jnp.asarray(MAGNETIC_FIELD, pose.pos.dtype)
-    mx, my = c * magnetic[0] + s * magnetic[1], -s * magnetic[0] + c * magnetic[1]
+    velocity = _robot_frame(pose.heading, pose.velocity)
+    magnetic = _robot_frame(pose.heading, jnp.asarray(MAGNETIC_FIELD, pose.pos.dtype))
     return jnp.concatenate([
         n[0:3] + jnp.asarray([0.0, 0.0, GRAVITY], n.dtype),
-        jnp.stack([vx, vy, n[3]]),
+        jnp.stack([velocity[0], velocity[1], n[3]]),
         jnp.stack([n[4], n[5], pose.yaw_rate]),
-        jnp.stack([mx, my, n[6]]),
+        jnp.stack([magnetic[0], magnetic[1], n[6]]),
         pose.ball_spin + n[7:10],
         pose.ball.reshape(9)])
 
