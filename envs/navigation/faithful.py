@@ -350,7 +350,9 @@ class FaithfulGoal(_Faithful, GoalTask):
       robot, objects = placed[0], placed[1:]
     heading = 2 * jnp.pi * u[-1]
     hazards = objects[1:1 + self.layout.hazards]
-    nav = nav_state(self.robot.at_rest(robot, heading, rng), objects[0], hazards,
+    # The robot's own stream (the Car's sensor noise) apart from the goals' (nav.rng).
+    robot_key, rng = jax.random.split(rng)
+    nav = nav_state(self.robot.at_rest(robot, heading, robot_key), objects[0], hazards,
                     objects[1 + self.layout.hazards:], rng)
     return self._first_state(nav)
 
@@ -396,7 +398,8 @@ class FaithfulCircle(_Faithful, CircleTask):
 
   def reset(self, key: jax.Array) -> State:
     u, rng = _uniforms(key, 3)
-    pose = self.robot.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2], rng)
+    robot_key, rng = jax.random.split(rng)
+    pose = self.robot.at_rest(START_EXTENT * (2.0 * u[:2] - 1.0), 2 * jnp.pi * u[2], robot_key)
     empty = jnp.zeros((0, 2))
     nav = nav_state(pose, jnp.zeros(2), empty, empty, rng)
     return self._first_state(nav)
