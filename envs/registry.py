@@ -27,6 +27,13 @@ def _cruise(**kw):
   return CruiseEnv(**kw)
 
 
+def _control(name):
+  def factory(**kw):
+    from jaxsafe.envs.control import TASKS
+    return TASKS[name](**kw)
+  return factory
+
+
 def _function_floor(**kw):
   from jaxsafe.envs.function import FunctionEnv
   return FunctionEnv(floor=True, **kw)
@@ -61,6 +68,10 @@ _REGISTRY: dict[str, TaskSpec] = {
     "function": TaskSpec(_function, "1-D point, reward = cost = f(x) (CGPO App. C, Eq. 70); T=100, b=8"),
     "function-floor": TaskSpec(_function_floor, "FunctionEnv with floor(x) (CGPO Eq. 83), non-differentiable; T=100, b=8"),
     "cruise": TaskSpec(_cruise, "1-D speed control, reward = speed, cost = speed^2 (jaxsafe's own); T=100, b=25"),
+    "reach-around": TaskSpec(_control("reach-around"), "2-D point mass reaches a goal around a smooth hazard (jaxsafe's own); T=100, b=2"),
+    "swing-up": TaskSpec(_control("swing-up"), "torque-limited pendulum swing-up, cost = squared torque (jaxsafe's own); T=100, b=25"),
+    "push-wall": TaskSpec(_control("push-wall"), "block pushed to a target inside a stiff wall, cost = contact force (jaxsafe's own); T=100, b=100"),
+    "balance": TaskSpec(_control("balance"), "cart-pole balancing with terminations, cost = squared force (jaxsafe's own); T=100, b=5"),
     "cartpole-position": TaskSpec(_brax("cartpole-position"), "Brax CartPole, cost -x_cart^2 (CGPO App. E.1); T=300, b=-50"),
     "reacher-position": TaskSpec(_brax("reacher-position"), "Brax Reacher, cost |fingertip-target|^2 (CGPO App. E.2); T=300, b=400"),
     "halfcheetah-velocity": TaskSpec(_brax("halfcheetah-velocity"), "Brax HalfCheetah, cost |v| (CGPO App. E.3); T=200, b=400"),

@@ -156,8 +156,9 @@ def trust_region_init(config: TrustRegionFields) -> dict:
 
 
 def trust_region_update(fo: FirstOrder, state: FirstOrderState, g, q, episodes: Transition,
-                        k_critic: jax.Array, **changes):
-  """Steps 3-4 of CGPO and MB-CGPO from the gradients (pytrees) and the measured episodes."""
+                        k_critic: jax.Array, critic_losses: dict | None = None, **changes):
+  """Steps 3-4 of CGPO and MB-CGPO from the gradients (pytrees) and the measured episodes
+  (``critic_losses``: from ``FirstOrder.fresh_critic_fit``, None to fit the critics after)."""
   g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
   solution, radius, weight, step_metrics = trust_region_step(
       g_flat, q_flat, episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean(), state.radius,
@@ -165,7 +166,7 @@ def trust_region_update(fo: FirstOrder, state: FirstOrderState, g, q, episodes: 
   actor = trust_region.apply_step(state.params["actor"], solution.step)
   predicted = (solution.predicted_objective, q_flat @ solution.step)
   state, metrics, own = fo.finish(state, episodes, k_critic, g_flat, q_flat, solution.step,
-                                  predicted, actor=actor, radius=radius,
+                                  predicted, critic_losses, actor=actor, radius=radius,
                                   recovery_weight=weight, **changes)
   return state, {**metrics, **prefixed(fo.name, {**own, **step_metrics})}
 
@@ -180,9 +181,11 @@ def make_cgpo(env: Env, config: CGPOConfig, name: str = "cgpo") -> Agent:
   def update(state: FirstOrderState):
     rng, k_reset, k_policy, _, _, k_critic = jax.random.split(state.rng, 6)
     # --- 1-2. Episodes of the current policy, J_R and J_C, and the gradients g and q. ------
-    g, q, episodes = fo.gradients(state, env, env.reset(k_reset), k_policy)
+    start = env.reset(k_reset)
+    state, critic_losses = fo.fresh_critic_fit(state, start, k_policy, k_critic)
+    g, q, episodes = fo.gradients(state, env, start, k_policy)
     # --- 3-4. The trust-region step (Eq. 18, Eq. 10), critics and bookkeeping. -------------
-    return trust_region_update(fo, state, g, q, episodes, k_critic, rng=rng)
+    return trust_region_update(fo, state, g, q, episodes, k_critic, critic_losses, rng=rng)
 
   return Agent(name=name, config=fo.config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update,

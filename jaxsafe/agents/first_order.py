@@ -61,6 +61,11 @@ class CriticFields:
   critic_minibatches: int = static(16, 1, doc="minibatches per critic pass")
   critic_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="Adam step size of the critics")
   td_lambda: float = hparam(0.95, 0.0, 1.0, doc="lambda of the critics' TD(lambda) targets")
+  fresh_critics: bool = static(True, doc="fit the critics to the current policy's episodes "
+                               "before its gradient (one more forward pass) instead of after "
+                               "the step (SHAC's order, one iteration stale)")
+  normalize_values: bool = static(True, doc="fit the critics to running-normalised targets, "
+                                  "their output layer rescaled as the statistics move (PopArt)")
 
 
 @struct.dataclass
@@ -93,6 +98,52 @@ class FirstOrderState:
   actor_opt_state: optax.OptState | None = None  # shac-lag, bptt-lag
   lagrange: lagrange.LagrangeState | None = None  # shac-lag, bptt-lag
   model: ModelState | None = None  # mb-cgpo
+  value_stats: dict | None = None  # per critic: running statistics of its targets (PopArt)
+
+
+@struct.dataclass
+class ValueStats:
+  """What a time-conditioned critic's targets look like: their mean at each step t, and the
+  variance about it (what the critic's network has to model, in its own units)."""
+
+  mean: jax.Array  # [T]
+  var: jax.Array  # []
+  count: jax.Array  # [] iterations merged
+
+  @classmethod
+  def init(cls, horizon: int) -> ValueStats:
+    return cls(jnp.zeros(horizon), jnp.ones(()), jnp.zeros(()))
+
+  @property
+  def scale(self) -> jax.Array:
+    return jnp.sqrt(self.var + 1e-8)
+
+  def at(self, t: jax.Array) -> jax.Array:
+    return self.mean[jnp.clip(t, 0, self.mean.shape[0] - 1)]
+
+  def update(self, targets: jax.Array, weight: jax.Array) -> ValueStats:
+    """Merges one iteration's targets [T, N] (``weight`` 0 after a termination): the running
+    average over iterations, or an exponential one of rate ``VALUE_STATS_RATE`` once there have
+    been more iterations than its inverse (the targets move as the policy learns)."""
+    rate = jnp.maximum(1.0 / (self.count + 1.0), VALUE_STATS_RATE)
+    n_t = weight.sum(1)
+    batch_mean = (weight * targets).sum(1) / jnp.maximum(n_t, 1.0)
+    mean = jnp.where(n_t > 0, self.mean + rate * (batch_mean - self.mean), self.mean)
+    batch_var = (weight * (targets - mean[:, None]) ** 2).sum() / jnp.maximum(weight.sum(), 1.0)
+    var = jnp.where(weight.sum() > 0, self.var + rate * (batch_var - self.var), self.var)
+    return ValueStats(mean, var, self.count + 1.0)
+
+
+#: the smallest weight of one iteration in ``ValueStats``.
+VALUE_STATS_RATE = 0.05
+
+
+def _rescale_output(params, scale):
+  """The critic whose output is ``scale * output``: its last Dense layer rescaled."""
+  mlp = params["params"]["Critic_0"]["MLP_0"]
+  last = max(mlp, key=lambda name: int(name.rsplit("_", 1)[1]))
+  layer = {"kernel": mlp[last]["kernel"] * scale, "bias": mlp[last]["bias"] * scale}
+  return {"params": {"Critic_0": {"MLP_0": {**mlp, last: layer}}}}
 
 
 def adam(learning_rate, max_grad_norm=None) -> optax.GradientTransformation:
@@ -140,8 +191,9 @@ class FirstOrder:
     dummy = jnp.zeros((self.env.observation_size,))
     actor_params = self.actor.init(k_actor, dummy)
     actor_params["params"]["log_std"] = jnp.full((self.env.action_size,), hp.log_std_init)
-    params, critic_opt_state = {"actor": actor_params}, None
+    params, critic_opt_state, value_stats = {"actor": actor_params}, None, None
     if self.has_critics:
+      value_stats = {k: ValueStats.init(self.horizon) for k in CRITICS}
       t0 = jnp.zeros((), jnp.int32)
       params.update(reward_critic=self.critic.init(k_reward, dummy, t0),
                     cost_critic=self.critic.init(k_cost, dummy, t0))
@@ -151,7 +203,7 @@ class FirstOrder:
     extra = {k: v(hp, params, k_model) if callable(v) else v for k, v in extra.items()}
     return FirstOrderState(params=params, obs_stats=stats, previous=PreviousStep.unknown(),
                            rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
-                           critic_opt_state=critic_opt_state, **extra)
+                           critic_opt_state=critic_opt_state, value_stats=value_stats, **extra)
 
   def policy(self, state: FirstOrderState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
@@ -163,11 +215,18 @@ class FirstOrder:
     return lambda actor_params: lambda obs, key: distributions.sample(
         self.dist(actor_params, stats, obs), key)
 
+  def value(self, state: FirstOrderState, critic: str, obs: jax.Array, t: jax.Array) -> jax.Array:
+    """V(s, t) of ``critic`` ("reward_critic" or "cost_critic") in the task's units."""
+    out = self.critic.apply(state.params[critic], self.norm(state.obs_stats, obs), t)
+    if not self.config.normalize_values:
+      return out
+    stats = state.value_stats[critic]
+    return stats.at(t) + stats.scale * out
+
   def value_fn(self, state: FirstOrderState) -> short_horizon.ValueFn | None:
     if not self.has_critics:
       return None
-    return lambda obs, t: tuple(self.critic.apply(state.params[k], self.norm(state.obs_stats, obs), t)
-                                for k in CRITICS)
+    return lambda obs, t: tuple(self.value(state, k, obs, t) for k in CRITICS)
 
   def gradients(self, state: FirstOrderState, env: Env, start, key: jax.Array):
     """(g, q, episodes) through ``env`` from the states ``start`` (Eq. 19-20 or BPTT)."""
@@ -182,37 +241,70 @@ class FirstOrder:
                                         self.horizon, self.horizon)[1]
 
   def fit_critics(self, state: FirstOrderState, episodes: Transition, key: jax.Array):
-    """Minibatch regression of V_R(s, t), V_C(s, t) on TD(lambda) targets (Eq. 66-68)."""
+    """Minibatch regression of V_R(s, t), V_C(s, t) on TD(lambda) targets (Eq. 66-68).
+
+    With ``normalize_values`` a critic is V(s, t) = m_t + sigma f(s, t): m_t the running mean
+    of its targets at step t, sigma their spread about it (``ValueStats``), and the network f
+    learns (target - m_t) / sigma. Its output layer is first rescaled by sigma_old / sigma_new,
+    so that sigma f does not jump when sigma moves (PopArt, van Hasselt et al. 2016; a move of
+    m_t shifts V by the same amount at every state of step t and leaves grad_s V alone). So f
+    models only how the value depends on the state, at order one whatever the return's scale:
+    Adam's bounded steps fit it in a few iterations, and its fitting error, which reaches the
+    policy through grad_s V, scales with that dependence rather than with the return
+    (docs/algorithms.md, "Short-horizon gradients").
+    Returns the state with the new critics and the critics' losses.
+    """
     hp, stats = state.hparams, state.obs_stats
     t_index = jnp.broadcast_to(jnp.arange(self.horizon)[:, None], episodes.alive.shape)
-    next_obs = self.norm(stats, episodes.next_obs)
     last = t_index + 1 >= self.horizon  # V(s_T, T) = 0
-    targets = {}
+    params, value_stats, targets = dict(state.params), state.value_stats, {}
     for k, rewards in zip(CRITICS, (episodes.reward, episodes.cost)):
-      next_values = jnp.where(last, 0.0, self.critic.apply(state.params[k], next_obs, t_index + 1))
+      next_values = jnp.where(last, 0.0, self.value(state, k, episodes.next_obs, t_index + 1))
       targets[k] = returns.td_lambda_targets(rewards, next_values, episodes.terminal,
                                              self.window, hp.td_lambda)
+      if self.config.normalize_values:
+        old, new = value_stats[k], value_stats[k].update(targets[k], episodes.alive)
+        params[k] = _rescale_output(params[k], old.scale / new.scale)
+        value_stats = {**value_stats, k: new}
+        targets[k] = (targets[k] - new.mean[:, None]) / new.scale
     data = flatten_steps({"obs": self.norm(stats, episodes.obs), "t": t_index,
                           "weight": episodes.alive})
     fitted, opt_state, losses = critics.regress(
         lambda p, batch: self.critic.apply(p, batch["obs"], batch["t"]),
-        {k: state.params[k] for k in CRITICS}, state.critic_opt_state,
+        {k: params[k] for k in CRITICS}, state.critic_opt_state,
         adam(hp.critic_learning_rate), data, flatten_steps(targets), key,
         self.config.critic_epochs, self.config.critic_minibatches)
-    return {**state.params, **fitted}, opt_state, {f"{k}_loss": v for k, v in losses.items()}
+    state = state.replace(params={**params, **fitted}, critic_opt_state=opt_state,
+                          value_stats=value_stats)
+    return state, {f"{k}_loss": v for k, v in losses.items()}
+
+  def fresh_critic_fit(self, state: FirstOrderState, start, key: jax.Array, fit_key: jax.Array,
+                       episodes: Transition | None = None):
+    """With ``fresh_critics``, step 4's critic regression moved before step 2: the critics fitted
+    to the current policy's episodes from ``start`` with policy noise ``key`` (rolled out here
+    unless given as ``episodes``: the same episodes the gradient then differentiates), so that
+    grad_s V at the window ends is that of this policy's values, not the last one's. Returns the
+    state and the critics' losses, or (state, None) when the critics are fitted after the step
+    (SHAC's order) or there are none."""
+    if not (self.has_critics and self.config.fresh_critics):
+      return state, None
+    if episodes is None:
+      episodes = self.real_episodes(state, start, key)
+    return self.fit_critics(state, episodes, fit_key)
 
   def finish(self, state: FirstOrderState, episodes: Transition, key: jax.Array, g, q, step,
-             predicted: tuple, **changes):
+             predicted: tuple, critic_losses: dict | None = None, **changes):
     """Step 4 after the policy step ``step`` (flat), which predicted the changes ``predicted``
     of (J_R, J_C); ``changes`` holds the new actor params as ``actor`` and the algorithm's own
-    fields. Returns the next state, the standard metrics and the algorithm's own metrics."""
+    fields. The critics are fitted here on ``episodes`` unless ``fresh_critic_fit`` did it
+    before the gradient (its ``critic_losses``). Returns the next state, the standard metrics
+    and the algorithm's own metrics."""
     hp, prev = state.hparams, state.previous
     episode_return, episode_cost = episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean()
     state = state.replace(params={**state.params, "actor": changes.pop("actor")}, **changes)
-    own = {}
-    if self.has_critics:
-      params, critic_opt_state, own = self.fit_critics(state, episodes, key)
-      state = state.replace(params=params, critic_opt_state=critic_opt_state)
+    own = dict(critic_losses or {})
+    if self.has_critics and critic_losses is None:
+      state, own = self.fit_critics(state, episodes, key)
     stats = state.obs_stats
     if self.config.normalize_observations:  # states of running episodes only
       stats = normalize.update(stats, episodes.obs, episodes.alive)

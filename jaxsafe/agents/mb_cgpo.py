@@ -78,12 +78,14 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
         model_state, stats, adam(hp.model_learning_rate), k_model, config.model_updates,
         lambda buffer, k: replay.sample(buffer, k, config.model_batch_size))
 
-    # --- 2b. g and q through imagined episodes from the same initial states. ---------------
+    # --- 2b. g and q through imagined episodes from the same initial states, bootstrapped by
+    # critics fitted to the real ones (``fresh_critics``; else after the step). -------------
+    state, critic_losses = fo.fresh_critic_fit(state, start, k_policy, k_critic, episodes)
     imagined = ModelEnv(model, model_state.params, stats, fo.horizon, hp.cost_limit)
     g, q, _ = fo.gradients(state, imagined, ModelEnv.from_obs(start.obs), k_imagine)
 
     # --- 3-4. CGPO's trust-region step, critics (on the real episodes) and bookkeeping. ----
-    state, metrics = trust_region_update(fo, state, g, q, episodes, k_critic, rng=rng,
+    state, metrics = trust_region_update(fo, state, g, q, episodes, k_critic, critic_losses, rng=rng,
                                          model=model_state)
     return state, {**metrics, **prefixed(name, {"model_loss": losses[-1],
                                                 "model_error_on_new": error_on_new})}

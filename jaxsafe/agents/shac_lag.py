@@ -67,7 +67,9 @@ def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Ag
   def update(state: FirstOrderState):
     rng, k_reset, k_policy, _, _, k_critic = jax.random.split(state.rng, 6)
     # --- 1-2. Episodes of the current policy, J_R and J_C, and the gradients g and q. ------
-    g, q, episodes = fo.gradients(state, env, env.reset(k_reset), k_policy)
+    start = env.reset(k_reset)
+    state, critic_losses = fo.fresh_critic_fit(state, start, k_policy, k_critic)
+    g, q, episodes = fo.gradients(state, env, start, k_policy)
     # --- 3. Dual and primal steps. ---------------------------------------------------------
     actor, opt_state, lag = lagrangian_gradient_step(
         state.params["actor"], g, q, state.actor_opt_state, state.lagrange,
@@ -76,7 +78,7 @@ def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Ag
     g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
     step = trust_region.flatten(actor)[0] - trust_region.flatten(state.params["actor"])[0]
     state, metrics, own = fo.finish(state, episodes, k_critic, g_flat, q_flat, step,
-                                    (g_flat @ step, q_flat @ step), actor=actor,
+                                    (g_flat @ step, q_flat @ step), critic_losses, actor=actor,
                                     actor_opt_state=opt_state, lagrange=lag, rng=rng)
     return state, {**metrics, **prefixed(name, {**own, "multiplier": lag.multiplier})}
 

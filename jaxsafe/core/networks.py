@@ -55,10 +55,11 @@ class Critic(nn.Module):
 
   hidden_sizes: Sequence[int] = (64, 64)
   activation: str = "tanh"
+  out_scale: float = 1.0  # of the output layer's initial weights
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
-    return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0)(obs)[..., 0]
+    return MLP(self.hidden_sizes, 1, self.activation, out_scale=self.out_scale)(obs)[..., 0]
 
 
 class StateGaussianActor(nn.Module):
@@ -103,14 +104,20 @@ class TwoHeadCritic(nn.Module):
 
 
 class TimeCritic(nn.Module):
-  """Time-conditioned critic V(s, t) for finite horizons (CGPO App. A.5): input [s, t / T]."""
+  """Time-conditioned critic V(s, t) for finite horizons (CGPO App. A.5): input [s, t / T].
+
+  Its output layer starts near zero (``out_scale`` 0.01): the short-horizon gradient uses
+  grad_s V, and an untrained critic's input gradient is noise, so a fresh critic should add
+  little to the gradient rather than a random direction."""
 
   horizon: int
   hidden_sizes: Sequence[int] = (64, 64)
   activation: str = "tanh"
+  out_scale: float = 0.01
 
   @nn.compact
   def __call__(self, obs: jax.Array, t: jax.Array) -> jax.Array:
     tau = jnp.asarray(t, obs.dtype)[..., None] / self.horizon
     tau = jnp.broadcast_to(tau, obs.shape[:-1] + (1,))
-    return Critic(self.hidden_sizes, self.activation)(jnp.concatenate([obs, tau], axis=-1))
+    return Critic(self.hidden_sizes, self.activation, self.out_scale)(
+        jnp.concatenate([obs, tau], axis=-1))
