@@ -126,10 +126,10 @@ class PushWallEnv(_Small):
       v' = v + dt (2 a - 2 v - f),  x' = x + dt v'
       r = -|x' - 1.1|,                          c = f' = k max(0, x' - 1)
 
-  dt = 0.05; x_0 ~ U(-0.1, 0.1), v_0 = 0; b = 100. Without the constraint the best policy presses
-  into the wall (penetration up to 1 / k per unit of force, cost ~ 200 an episode); within b it
-  must touch the wall lightly, and pay in reward for what it does not press. Doing nothing scores
-  about -110.
+  dt = 0.05; x_0 ~ U(-0.1, 0.1), v_0 = 0; b = 100. The reward asks the block to press into the
+  wall (x = 1.1 needs a force of 20, more than the push of 2 can hold); the cost of pressing is
+  the contact force, so within b the block must lean on the wall lightly and for part of the
+  episode. Doing nothing scores about -110.
   """
 
   cost_limit = 100.0

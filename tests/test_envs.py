@@ -448,3 +448,28 @@ class TestVmapAndBlockGradient:
     np.testing.assert_allclose(g_inner, [0.2], rtol=1e-6)
     a = jnp.array([0.4])
     np.testing.assert_array_equal(env.step(state, a).obs, inner.step(state, a).obs)
+
+
+@pytest.mark.parametrize("task,zero_return,zero_falls", [
+    ("reach-around", (-205.0, -195.0), False), ("swing-up", (-200.5, -199.0), False),
+    ("push-wall", (-112.0, -108.0), False), ("balance", (25.0, 60.0), True)])
+def test_control_tasks_doing_nothing_and_their_gradients(task, zero_return, zero_falls):
+  """envs/control.py: the zero-action returns their docstrings state, and a finite, non-zero
+  gradient of the episode return with respect to the actions (the tasks exist for BPTT)."""
+  env = envs.make(task, num_envs=16)
+
+  def episode_return(actions):
+    def step(carry, action):
+      state, alive = carry
+      state = env.step(state, action)
+      terminal = state.done * (1.0 - state.info.get("truncation", 0.0))
+      return (state, alive * (1.0 - terminal)), (alive * state.reward, alive)
+    start = (env.reset(jax.random.PRNGKey(0)), jnp.ones(16))
+    _, (reward, alive) = jax.lax.scan(step, start, actions)
+    return reward.sum(0).mean(), alive[-1].mean()
+
+  actions = jnp.zeros((env.episode_length, 16, env.action_size))
+  (ret, alive_at_end), grad = jax.jit(jax.value_and_grad(episode_return, has_aux=True))(actions)
+  assert zero_return[0] <= float(ret) <= zero_return[1]
+  assert (float(alive_at_end) < 0.5) == zero_falls
+  assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0

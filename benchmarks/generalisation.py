@@ -1,0 +1,111 @@
+"""Every constrained algorithm at its defaults on tasks nobody tuned it on (issue 17): the small
+tasks of envs/control.py and the paper tasks, 3+ seeds, final return and cost against the limit
+and against the zero-action policy.
+
+``run`` trains, per task, each algorithm's seeds as one vmapped runner program and keeps the run
+directories under ``--out`` (a finished run is skipped, an interrupted one resumes). ``report``
+prints one markdown table per task: per seed the mean return and J_C over the last 10% of the
+updates; "feasible" counts seeds with J_C <= 1.05 b, "> zero" seeds whose return beats the
+zero-action policy's (measured here on 256 episodes).
+
+    .venv/bin/python benchmarks/generalisation.py run --out /tmp/gen --steps 1500000
+    .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import numpy as np
+from on_policy_table import final_values
+from runs import train_once
+
+warnings.filterwarnings("ignore")
+
+TASKS = ("reach-around", "swing-up", "push-wall", "balance")
+ALGOS = ("shac-lag", "bptt-lag", "cgpo", "mb-cgpo", "ppo-lag", "pid-lag", "trpo-lag", "cpo",
+         "pdo", "appo", "cup", "cppo", "dyna-cppo", "cvpo", "sac-lag", "td3-lag", "ddpg-lag")
+#: a task's J_C may end this far above b and still count as feasible (Lagrangian oscillation).
+FEASIBLE_SLACK = 1.05
+
+
+def zero_action_episode(task: str, episodes: int = 256, seed: int = 0) -> tuple[float, float]:
+  """Mean undiscounted return and cost of the policy that always acts 0."""
+  import jax
+  import jax.numpy as jnp
+
+  from jaxsafe import envs
+
+  env = envs.make(task, num_envs=episodes)
+
+  def step(carry, _):
+    state, alive = carry
+    state = env.step(state, jnp.zeros((episodes, env.action_size)))
+    terminal = state.done * (1.0 - state.info.get("truncation", 0.0))
+    return (state, alive * (1.0 - terminal)), (alive * state.reward, alive * state.cost)
+
+  start = (env.reset(jax.random.PRNGKey(seed)), jnp.ones(episodes))
+  _, (reward, cost) = jax.jit(lambda s: jax.lax.scan(step, s, None, env.episode_length))(start)
+  return float(reward.sum(0).mean()), float(cost.sum(0).mean())
+
+
+def run(args) -> None:
+  from jaxsafe import train
+
+  for task in args.task:
+    for algo in args.algos.split(","):
+      run_dir = os.path.join(args.out, task, algo)
+      if os.path.exists(os.path.join(run_dir, "summary.json")):
+        print(f"{task}/{algo}: done before, skipped", flush=True)
+        continue
+      spec = train.RunSpec(algo, task, seeds=args.seeds, total_steps=args.steps,
+                           seed_offset=args.seed_offset)
+      t0 = time.perf_counter()
+      summary = train_once(spec, run_dir)
+      print(f"{task}/{algo}: {args.steps:,} env steps x {args.seeds} seeds in "
+            f"{time.perf_counter() - t0:.0f} s (compile {summary['compile_s']:.0f} s)",
+            flush=True)
+
+
+def report(args) -> None:
+  from jaxsafe import envs
+  from jaxsafe.train.logger import read_progress
+
+  for task in args.task:
+    limit = envs.make(task).cost_limit
+    zero_return, zero_cost = zero_action_episode(task)
+    print(f"\n### {task} (b = {limit:g}; zero-action policy: return {zero_return:.1f}, "
+          f"cost {zero_cost:.2f})\n")
+    print("| algorithm | env steps | return per seed | J_C per seed | feasible | > zero |")
+    print("|---|---:|---|---|---:|---:|")
+    for algo in args.algos.split(","):
+      run_dir = os.path.join(args.out, task, algo)
+      if not os.path.exists(os.path.join(run_dir, "summary.json")):
+        continue
+      cols = read_progress(run_dir)
+      ret, cost = final_values(cols)
+      feasible = int(np.sum(cost <= FEASIBLE_SLACK * limit))
+      better = int(np.sum(ret > zero_return))
+      print(f"| {algo} | {cols['env_steps'][-1]:,.0f} | {' '.join(f'{r:.1f}' for r in ret)} | "
+            f"{' '.join(f'{c:.2f}' for c in cost)} | {feasible}/{len(cost)} | "
+            f"{better}/{len(ret)} |")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("command", choices=("run", "report"))
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--task", nargs="+", default=list(TASKS))
+  parser.add_argument("--algos", default=",".join(ALGOS))
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--seed-offset", type=int, default=0)
+  parser.add_argument("--steps", type=int, default=1_500_000)
+  args = parser.parse_args()
+  run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+  main()
