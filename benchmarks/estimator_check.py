@@ -18,13 +18,40 @@ import warnings
 warnings.filterwarnings("ignore")
 
 
-def main() -> None:
+def measure(task: str, hidden: str, normalize: str, args) -> None:
+  """Prints the table's rows of one task and critic setting."""
   import jax
 
   from jaxsafe import envs
   from jaxsafe.agents import estimator_check as ec
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
+
+  fits = [int(f) for f in args.fits.split(",")]
+  windows = [int(w) for w in args.windows.split(",")]
+  config = SHACLagConfig(num_envs=args.envs, normalize_values=normalize == "True",
+                         hidden_sizes=tuple(int(h) for h in hidden.split(",")))
+  fo = FirstOrder(envs.make(task, num_envs=args.envs), config, "check")
+  k_init, k_pre, k_fit, k_check = jax.random.split(jax.random.PRNGKey(args.seed), 4)
+  t0 = time.perf_counter()
+  state, _ = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, args.pretrain))(fo.init(k_init),
+                                                                              k_pre)
+  agree = jax.jit(lambda s, k, h: ec.agreement(fo, s, k, h), static_argnums=2)
+  fit = jax.jit(lambda s, k, n: ec.fit_critics(fo, s, k, n), static_argnums=2)
+  done = 0
+  for target in fits:
+    state, _ = fit(state, jax.random.fold_in(k_fit, target), target - done)
+    done = target
+    for h in windows if target == fits[-1] else [10]:
+      out = agree(state, k_check, h)
+      print(f"| {task} | {hidden} | {normalize} | {done} | {h} | "
+            f"{float(out['return_cosine']):.3f} | {float(out['return_relative_error']):.3f} | "
+            f"{float(out['cost_cosine']):.3f} | {float(out['cost_relative_error']):.3f} |",
+            flush=True)
+  print(f"<!-- {task} {hidden} {normalize}: {time.perf_counter() - t0:.0f} s -->", flush=True)
+
+
+def main() -> None:
   from jaxsafe.envs.control import TASKS
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,34 +64,12 @@ def main() -> None:
   parser.add_argument("--normalize", default="True,False", help="normalize_values settings")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
-  fits = [int(f) for f in args.fits.split(",")]
-  windows = [int(w) for w in args.windows.split(",")]
-
   print("| task | critic | normalised | fits | h | cos g | rel. err. g | cos q | rel. err. q |")
   print("|---|---|---|---:|---:|---:|---:|---:|---:|")
   for task in args.task:
     for hidden in args.hidden.split(";"):
       for normalize in args.normalize.split(","):
-        config = SHACLagConfig(num_envs=args.envs, normalize_values=normalize == "True",
-                               hidden_sizes=tuple(int(h) for h in hidden.split(",")))
-        fo = FirstOrder(envs.make(task, num_envs=args.envs), config, "check")
-        k_init, k_pre, k_fit, k_check = jax.random.split(jax.random.PRNGKey(args.seed), 4)
-        t0 = time.perf_counter()
-        state, _ = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, args.pretrain))(
-            fo.init(k_init), k_pre)
-        agree = jax.jit(lambda s, k, h: ec.agreement(fo, s, k, h), static_argnums=2)
-        done = 0
-        for target in fits:
-          state, _ = jax.jit(lambda s, k, n=target - done: ec.fit_critics(fo, s, k, n))(
-              state, jax.random.fold_in(k_fit, target))
-          done = target
-          for h in windows if target == fits[-1] else [10]:
-            out = agree(state, k_check, h)
-            print(f"| {task} | {hidden} | {normalize} | {done} | {h} | "
-                  f"{float(out['return_cosine']):.3f} | {float(out['return_relative_error']):.3f} | "
-                  f"{float(out['cost_cosine']):.3f} | {float(out['cost_relative_error']):.3f} |",
-                  flush=True)
-        print(f"<!-- {task} {hidden} {normalize}: {time.perf_counter() - t0:.0f} s -->", flush=True)
+        measure(task, hidden, normalize, args)
 
 
 if __name__ == "__main__":
