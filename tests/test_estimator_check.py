@@ -31,17 +31,6 @@ def checker(task: str, num_envs: int = NUM_ENVS) -> FirstOrder:
                     "check")
 
 
-def test_full_window_is_bptt_to_rounding():
-  """h = T: no window ends, no bootstrap, whatever the critics say (here: untrained)."""
-  fo = checker("balance", 32)
-  state = fo.init(jax.random.PRNGKey(0))
-  out = jax.jit(lambda s, k: ec.agreement(fo, s, k, window=fo.horizon))(
-      state, jax.random.PRNGKey(1))
-  for name in ("return", "cost"):
-    assert float(out[f"{name}_bptt_norm"]) > 0
-    assert float(out[f"{name}_relative_error"]) <= 1e-5
-
-
 def test_value_rescaling_keeps_the_critics_state_dependence():
   """PopArt: after the statistics move and the output layer is rescaled, V(s, t) changes by the
   same amount at every state of step t (the move of m_t), so grad_s V is unchanged."""
