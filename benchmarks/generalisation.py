@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 
 import numpy as np
+import on_policy_table
 from on_policy_table import final_values
-from runs import train_once
 
 warnings.filterwarnings("ignore")
 
@@ -53,21 +52,7 @@ def zero_action_episode(task: str, episodes: int = 256, seed: int = 0) -> tuple[
 
 
 def run(args) -> None:
-  from jaxsafe import train
-
-  for task in args.task:
-    for algo in args.algos.split(","):
-      run_dir = os.path.join(args.out, task, algo)
-      if os.path.exists(os.path.join(run_dir, "summary.json")):
-        print(f"{task}/{algo}: done before, skipped", flush=True)
-        continue
-      spec = train.RunSpec(algo, task, seeds=args.seeds, total_steps=args.steps,
-                           seed_offset=args.seed_offset)
-      t0 = time.perf_counter()
-      summary = train_once(spec, run_dir)
-      print(f"{task}/{algo}: {args.steps:,} env steps x {args.seeds} seeds in "
-            f"{time.perf_counter() - t0:.0f} s (compile {summary['compile_s']:.0f} s)",
-            flush=True)
+  on_policy_table.run(args, overrides=lambda *_: {})  # every algorithm at its defaults
 
 
 def report(args) -> None:

@@ -47,7 +47,9 @@ def overrides_for(algo: str, task: str, horizon: int) -> dict:
   return {}
 
 
-def run(args) -> None:
+def run(args, overrides=overrides_for) -> None:
+  """Trains every (task, algorithm) of ``args`` not trained before, ``overrides(algo, task,
+  horizon)`` its config overrides (benchmarks/generalisation.py: none)."""
   from jaxsafe import envs, train
 
   for task in args.task:
@@ -58,7 +60,7 @@ def run(args) -> None:
         print(f"{task}/{algo}: done before, skipped", flush=True)
         continue
       spec = train.RunSpec(algo, task, seeds=args.seeds, total_steps=args.steps,
-                           overrides=overrides_for(algo, task, horizon),
+                           overrides=overrides(algo, task, horizon),
                            seed_offset=args.seed_offset)
       t0 = time.perf_counter()
       summary = train_once(spec, run_dir)
