@@ -14,7 +14,10 @@ Dai et al. (2024), Algorithm 1. One ``update``:
    (default) steps along -q (Eq. 33); ``recovery="elastic"`` takes the exact-penalty step
    d ~ u - mu v (u, v the unit g and q) with an adaptive weight mu (``recovery_weight_update``),
    which tends to Eq. 33 as mu -> inf (docs/algorithms.md, "Infeasible starts").
-4. The critics on TD(lambda) targets (Eq. 66-68), the observation statistics.
+4. The critics on TD(lambda) targets (Eq. 66-68), the observation statistics. By default
+   (``fresh_critics``) the critic regression runs before step 2 instead, on the same episodes,
+   so that the gradient bootstraps from this policy's values (docs/algorithms.md,
+   "Short-horizon gradients").
 
 Defaults: Table 4 of the paper (CartPole column: radius 1e-3 in [1e-4, 1e-2], beta 0.8 / 1.25);
 the thresholds eta_1 = 0.25, eta_2 = 0.75 (the paper gives none) from the classic trust-region

@@ -4,7 +4,9 @@ One ``update``: N whole episodes and the gradients g = grad L_R, q = grad L_C th
 (``shac-lag``: windows of h steps bootstrapped by critics, Eq. 19-20, as SHAC of Xu et al. 2022;
 ``bptt-lag``: one window of T steps and no critics, Eq. 79-80), then the dual step
 lambda <- max(0, lambda + lr (J_C - b)) and the primal step, Adam descent on -(L_R - lambda L_C)
-(Eq. 77-78), then the critics (``shac-lag``). Adam settings from SHAC (actor learning rate 2e-3,
+(Eq. 77-78). ``shac-lag``'s critics are fitted to the current policy's episodes before the
+gradient (``fresh_critics``; SHAC fits them after the step: docs/algorithms.md, "Short-horizon
+gradients"). Adam settings from SHAC (actor learning rate 2e-3,
 gradient-norm clip 1.0); the multiplier step 0.035 from OmniSafe.
 """
 
