@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
-from jaxsafe.core import normalize, short_horizon, trust_region
+from jaxsafe.core import short_horizon, trust_region
 
 
 def pretrain_actor(fo: FirstOrder, state: FirstOrderState, key: jax.Array, iterations: int,
@@ -39,11 +39,9 @@ def pretrain_actor(fo: FirstOrder, state: FirstOrderState, key: jax.Array, itera
         fo.env.reset(k_reset), k_policy, fo.horizon, fo.horizon)
     updates, opt_state = tx.update(jax.tree_util.tree_map(jnp.negative, g), opt_state,
                                    state.params["actor"])
-    stats = state.obs_stats
-    if fo.config.normalize_observations:
-      stats = normalize.update(stats, episodes.obs, episodes.alive)
     actor = optax.apply_updates(state.params["actor"], updates)
-    return (state.replace(params={**state.params, "actor": actor}, obs_stats=stats),
+    return (state.replace(params={**state.params, "actor": actor},
+                          obs_stats=fo.observed(state.obs_stats, episodes)),
             opt_state), episodes.reward.sum(0).mean()
 
   (state, _), returns = jax.lax.scan(one, (state, tx.init(state.params["actor"])),
@@ -60,10 +58,7 @@ def fit_critics(fo: FirstOrder, state: FirstOrderState, key: jax.Array, iteratio
     k_reset, k_policy, k_fit = jax.random.split(key, 3)
     episodes = fo.real_episodes(state, fo.env.reset(k_reset), k_policy)
     state, losses = fo.fit_critics(state, episodes, k_fit)
-    stats = state.obs_stats
-    if fo.config.normalize_observations:
-      stats = normalize.update(stats, episodes.obs, episodes.alive)
-    return state.replace(obs_stats=stats), losses
+    return state.replace(obs_stats=fo.observed(state.obs_stats, episodes)), losses
 
   state, losses = jax.lax.scan(one, state, jax.random.split(key, iterations))
   return state, jax.tree_util.tree_map(lambda x: x[-1], losses)

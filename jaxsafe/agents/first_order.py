@@ -215,6 +215,12 @@ class FirstOrder:
     return lambda actor_params: lambda obs, key: distributions.sample(
         self.dist(actor_params, stats, obs), key)
 
+  def observed(self, stats: normalize.RunningStats, episodes: Transition):
+    """The observation statistics with ``episodes``' states merged in (running episodes only)."""
+    if not self.config.normalize_observations:
+      return stats
+    return normalize.update(stats, episodes.obs, episodes.alive)
+
   def value(self, state: FirstOrderState, critic: str, obs: jax.Array, t: jax.Array) -> jax.Array:
     """V(s, t) of ``critic`` ("reward_critic" or "cost_critic") in the task's units."""
     out = self.critic.apply(state.params[critic], self.norm(state.obs_stats, obs), t)
@@ -305,9 +311,7 @@ class FirstOrder:
     own = dict(critic_losses or {})
     if self.has_critics and critic_losses is None:
       state, own = self.fit_critics(state, episodes, key)
-    stats = state.obs_stats
-    if self.config.normalize_observations:  # states of running episodes only
-      stats = normalize.update(stats, episodes.obs, episodes.alive)
+    stats = self.observed(state.obs_stats, episodes)
     iteration = state.iteration + 1
     state = state.replace(obs_stats=stats, iteration=iteration, previous=PreviousStep(
         episode_return, episode_cost, *predicted))
