@@ -10,6 +10,10 @@ zero-action policy's (measured here on 256 episodes).
 
     .venv/bin/python benchmarks/generalisation.py run --out /tmp/gen --steps 1500000
     .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen
+    .venv/bin/python benchmarks/generalisation.py cycles --out /tmp/gen --algos shac-lag,bptt-lag
+
+``cycles`` shows how a Lagrangian agent's cost moves around b in the second half of each run: per
+seed, the range of J_C / b, the share of iterations above 1.05 b and the multiplier's range.
 """
 
 from __future__ import annotations
@@ -79,9 +83,31 @@ def report(args) -> None:
             f"{better}/{len(ret)} |")
 
 
+def cycles(args) -> None:
+  from jaxsafe import envs
+  from jaxsafe.train.logger import read_progress
+
+  print("| task | algorithm | seed | J_C / b, second half | iterations > 1.05 b | multiplier |")
+  print("|---|---|---:|---|---:|---|")
+  for task in args.task:
+    limit = envs.make(task).cost_limit
+    for algo in args.algos.split(","):
+      run_dir = os.path.join(args.out, task, algo)
+      if not os.path.exists(os.path.join(run_dir, "summary.json")):
+        continue
+      cols = read_progress(run_dir)
+      for seed in np.unique(cols["seed"]):
+        sel = cols["seed"] == seed
+        cost, multiplier = cols["episode_cost"][sel], cols[f"{algo}/multiplier"][sel]
+        half = slice(len(cost) // 2, None)
+        ratio, lam = cost[half] / limit, multiplier[half]
+        print(f"| {task} | {algo} | {int(seed)} | {ratio.min():.2f}-{ratio.max():.2f} | "
+              f"{np.mean(ratio > FEASIBLE_SLACK):.0%} | {lam.min():.2f}-{lam.max():.2f} |")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("command", choices=("run", "report"))
+  parser.add_argument("command", choices=("run", "report", "cycles"))
   parser.add_argument("--out", required=True)
   parser.add_argument("--task", nargs="+", default=list(TASKS))
   parser.add_argument("--algos", default=",".join(ALGOS))
@@ -89,7 +115,7 @@ def main() -> None:
   parser.add_argument("--seed-offset", type=int, default=0)
   parser.add_argument("--steps", type=int, default=1_500_000)
   args = parser.parse_args()
-  run(args) if args.command == "run" else report(args)
+  {"run": run, "report": report, "cycles": cycles}[args.command](args)
 
 
 if __name__ == "__main__":

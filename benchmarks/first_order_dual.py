@@ -1,0 +1,73 @@
+"""SHAC-Lag / BPTT-Lag with another rule for the multiplier (issue 17, acceptance 2): does a
+different dual step hold the limit where the default ascent step oscillates?
+
+The ablation swaps ``agents.shac_lag.lagrangian_gradient_step`` for one of:
+
+- ``pid``: lambda from ``lagrange.pid_update`` with pid-lag's gains (Stooke et al. 2020) on J_C - b;
+- ``unit``: Adam descent on -(g / |g| - lambda q / |q|), with ascent lambda += lr (J_C / b - 1):
+  the multiplier's target is lambda = 1 (g parallel to q) on every task, whatever its units.
+
+then trains like ``generalisation.py run`` (defaults otherwise; finished runs are skipped) and
+prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the four tasks".
+
+    .venv/bin/python benchmarks/first_order_dual.py pid --out /tmp/dual_pid
+    .venv/bin/python benchmarks/first_order_dual.py unit --out /tmp/dual_unit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import generalisation  # noqa: E402
+
+
+def dual_step(rule: str, unit_learning_rate: float):
+  """A drop-in for ``shac_lag.lagrangian_gradient_step`` with the multiplier rule ``rule``."""
+  import jax
+  import optax
+
+  from jaxsafe.agents.first_order import adam
+  from jaxsafe.core import lagrange
+
+  def step(actor, g, q, opt_state, lag, episode_cost, hp):
+    if rule == "pid":  # pid-lag's defaults
+      lag = lagrange.pid_update(lag, episode_cost, hp.cost_limit, 0.1, 0.01, 0.01, 0.95, 0.95)
+    else:
+      lag = lagrange.gradient_ascent_update(lag, episode_cost / hp.cost_limit, 1.0,
+                                            unit_learning_rate)
+      g_norm, q_norm = optax.global_norm(g) + 1e-12, optax.global_norm(q) + 1e-12
+      g = jax.tree_util.tree_map(lambda x: x / g_norm, g)
+      q = jax.tree_util.tree_map(lambda x: x / q_norm, q)
+    direction = jax.tree_util.tree_map(lambda gr, qr: -(gr - lag.multiplier * qr), g, q)
+    updates, opt_state = adam(hp.actor_learning_rate, hp.max_grad_norm).update(
+        direction, opt_state, actor)
+    return optax.apply_updates(actor, updates), opt_state, lag
+
+  return step
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("rule", choices=("pid", "unit"))
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--task", nargs="+", default=list(generalisation.TASKS))
+  parser.add_argument("--algos", default="shac-lag")
+  parser.add_argument("--unit-learning-rate", type=float, default=0.05)
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--seed-offset", type=int, default=0)
+  parser.add_argument("--steps", type=int, default=1_500_000)
+  args = parser.parse_args()
+
+  from jaxsafe.agents import shac_lag
+
+  shac_lag.lagrangian_gradient_step = dual_step(args.rule, args.unit_learning_rate)
+  generalisation.run(args)
+  generalisation.report(args)
+
+
+if __name__ == "__main__":
+  main()
