@@ -72,22 +72,30 @@ def relative_error(estimate: jax.Array, reference: jax.Array) -> jax.Array:
   return jnp.linalg.norm(estimate - reference) / jnp.maximum(jnp.linalg.norm(reference), 1e-30)
 
 
-def agreement(fo: FirstOrder, state: FirstOrderState, key: jax.Array, window: int | None = None):
-  """The short-horizon (window ``window``, default the agent's h) and BPTT gradients of J_R and
-  J_C of ``state``'s policy on the same episodes of ``fo.env``; returns a dict of cosine
-  similarities and relative norm errors (BPTT the reference) and both gradients' norms."""
+def both_gradients(fo: FirstOrder, state: FirstOrderState, key: jax.Array,
+                   window: int | None = None) -> list[jax.Array]:
+  """Flat (g short, q short, g BPTT, q BPTT) of ``state``'s policy on one batch of episodes of
+  ``fo.env`` drawn with ``key``: the short-horizon estimate (window ``window``, default the
+  agent's h) and BPTT's from the same forward pass."""
   window = fo.window if window is None else window
   k_reset, k_policy = jax.random.split(key)
-  start = fo.env.reset(k_reset)
-  policy = fo.policy_fn(state.obs_stats)
-  actor = state.params["actor"]
+  start, policy, actor = fo.env.reset(k_reset), fo.policy_fn(state.obs_stats), state.params["actor"]
   short = short_horizon.gradients(actor, fo.env, policy, fo.value_fn(state), start, k_policy,
                                   fo.horizon, window)
   full = short_horizon.gradients(actor, fo.env, policy, None, start, k_policy, fo.horizon,
                                  fo.horizon)
+  return [trust_region.flatten(x)[0] for x in (short[0], short[1], full[0], full[1])]
+
+
+def agreement(fo: FirstOrder, state: FirstOrderState, key: jax.Array, window: int | None = None,
+              batches: int = 1):
+  """``both_gradients`` averaged over ``batches`` batches of episodes; returns a dict of cosine
+  similarities and relative norm errors (BPTT the reference) and both gradients' norms."""
+  keys = key[None] if batches == 1 else jax.random.split(key, batches)
+  g_short, q_short, g_full, q_full = [
+      x.mean(0) for x in jax.lax.map(lambda k: both_gradients(fo, state, k, window), keys)]
   out = {}
-  for name, i in (("return", 0), ("cost", 1)):
-    est, ref = trust_region.flatten(short[i])[0], trust_region.flatten(full[i])[0]
+  for name, est, ref in (("return", g_short, g_full), ("cost", q_short, q_full)):
     out.update({f"{name}_cosine": cosine(est, ref), f"{name}_relative_error":
                 relative_error(est, ref), f"{name}_bptt_norm": jnp.linalg.norm(ref),
                 f"{name}_short_norm": jnp.linalg.norm(est)})
