@@ -1,11 +1,19 @@
 """The short-horizon gradient against BPTT's on the small tasks of envs/control.py (issue 17).
 
 For a fixed policy (30 Adam steps of unconstrained BPTT from the initial one, so that costs are
-paid and episodes are not all cut short), with the critics fitted on 120 iterations of its own
-episodes, the SHAC estimate (h = 10, the default) of grad J_R and grad J_C must point where BPTT's
+paid), with the critics fitted on 300 iterations of its own episodes, the SHAC estimate (h = 10,
+the default) of grad J_R and grad J_C, averaged over 8 x 256 episodes, must point where BPTT's
 does on the same episodes (cosine >= 0.9), and with h = T the two must be the same computation.
-What was measured on these tasks, and what fails without the critic fixes, is in
-docs/benchmarks.md ("Short-horizon gradient against BPTT").
+
+BPTT is the reference only where it is itself right (docs/benchmarks.md, "Short-horizon gradient
+against BPTT", measured by central differences with benchmarks/termination_gradient.py):
+- ``balance``: where episodes end early, BPTT cannot see the policy move the fall (its cost
+  gradient pointed the wrong way on seed 9, measured by central differences). The check runs on
+  ``balance`` without its fall (``NoFallBalance``: same dynamics, reward and cost).
+- ``swing-up``'s return gradient: BPTT's is biased there (cosine -0.46..0.99 over 12 policies;
+  on the one measured the return moved as the short-horizon gradient predicted). Not asserted.
+With one batch of 256 episodes instead of 8, push-wall's cost gradients disagreed by noise alone
+(cosine 0.74 and 0.81 on seeds 1 and 5; 1.00 and 0.96 averaged over 8 batches).
 """
 
 from __future__ import annotations
@@ -20,15 +28,29 @@ from jaxsafe import envs
 from jaxsafe.agents import estimator_check as ec
 from jaxsafe.agents.first_order import FirstOrder, ValueStats, _rescale_output
 from jaxsafe.agents.shac_lag import SHACLagConfig
-from jaxsafe.envs.control import TASKS
+from jaxsafe.envs.control import TASKS, BalanceEnv
+from jaxsafe.envs.wrappers import TimeLimit, training_stack
 
 NUM_ENVS = 256
-PRETRAIN, FITS = 30, 120
+PRETRAIN, FITS = 30, 300
+CHECK_BATCHES = 8  # both gradients averaged over 8 x 256 episodes
+#: where the two disagree on some seeds and central differences side with the short-horizon
+#: estimate (benchmarks/termination_gradient.py)
+BPTT_NOT_THE_REFERENCE = {("swing-up", "return")}
+
+
+class NoFallBalance(BalanceEnv):
+  """``balance`` without its terminations: where BPTT is exact."""
+
+  theta_limit = x_limit = float("inf")
 
 
 def checker(task: str, num_envs: int = NUM_ENVS) -> FirstOrder:
-  return FirstOrder(envs.make(task, num_envs=num_envs), SHACLagConfig(num_envs=num_envs),
-                    "check")
+  if task == "balance":
+    env = training_stack(TimeLimit(NoFallBalance(), None), num_envs, False)
+  else:
+    env = envs.make(task, num_envs=num_envs)
+  return FirstOrder(env, SHACLagConfig(num_envs=num_envs), "check")
 
 
 def test_value_rescaling_keeps_the_critics_state_dependence():
@@ -63,11 +85,12 @@ def test_short_horizon_gradient_points_where_bptt_does(task):
   state, returns = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, PRETRAIN))(state, k_pre)
   assert float(returns[-1]) > float(returns[0])  # the policy the check runs at is not random
   state, _ = jax.jit(lambda s, k: ec.fit_critics(fo, s, k, FITS))(state, k_fit)
-  out = jax.jit(lambda s, k: ec.agreement(fo, s, k))(state, k_check)
+  out = jax.jit(lambda s, k: ec.agreement(fo, s, k, batches=CHECK_BATCHES))(state, k_check)
   print(task, {k: round(float(v), 4) for k, v in out.items()})
   for name in ("return", "cost"):
     assert float(out[f"{name}_bptt_norm"]) > 0, f"{task}: BPTT's {name} gradient is zero"
-    assert float(out[f"{name}_cosine"]) >= 0.9, (task, name, out)
+    if (task, name) not in BPTT_NOT_THE_REFERENCE:
+      assert float(out[f"{name}_cosine"]) >= 0.9, (task, name, out)
   full = jax.jit(lambda s, k: ec.agreement(fo, s, k, window=fo.horizon))(state, k_check)
   for name in ("return", "cost"):
     assert float(full[f"{name}_relative_error"]) <= 1e-5, (task, name, full)
