@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import generalisation  # noqa: E402
+import generalisation
 
 
 def dual_step(rule: str, unit_learning_rate: float):
