@@ -19,16 +19,12 @@ SEEDS = "0,1,2,3,4,5,6,7,8,9,100,200"
 
 def make_env(task: str, num_envs: int):
   from jaxsafe import envs
-  from jaxsafe.envs.control import BalanceEnv
+  from jaxsafe.envs.control import NoFallBalanceEnv
   from jaxsafe.envs.wrappers import TimeLimit, training_stack
 
-  if task != "balance-nofall":
-    return envs.make(task, num_envs=num_envs)
-
-  class NoFallBalance(BalanceEnv):
-    theta_limit = x_limit = float("inf")
-
-  return training_stack(TimeLimit(NoFallBalance(), None), num_envs, False)
+  if task == "balance-nofall":
+    return training_stack(TimeLimit(NoFallBalanceEnv(), None), num_envs, False)
+  return envs.make(task, num_envs=num_envs)
 
 
 def task_cosines(task: str, seeds: list[int], args) -> list[tuple[float, float]]:

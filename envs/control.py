@@ -185,5 +185,12 @@ class BalanceEnv(_Small):
                          done=fell.astype(jnp.float32))
 
 
+class NoFallBalanceEnv(BalanceEnv):
+  """``balance`` without its terminations (same dynamics, reward and cost; not registered): where
+  BPTT differentiates the whole return, for the estimator check (tests/test_estimator_check.py)."""
+
+  theta_limit = x_limit = float("inf")
+
+
 TASKS = {"reach-around": ReachAroundEnv, "swing-up": SwingUpEnv, "push-wall": PushWallEnv,
          "balance": BalanceEnv}

@@ -9,7 +9,7 @@ BPTT is the reference only where it is itself right (docs/benchmarks.md, "Short-
 against BPTT", measured by central differences with benchmarks/termination_gradient.py):
 - ``balance``: where episodes end early, BPTT cannot see the policy move the fall (its cost
   gradient pointed the wrong way on seed 9, measured by central differences). The check runs on
-  ``balance`` without its fall (``NoFallBalance``: same dynamics, reward and cost).
+  ``balance`` without its fall (``NoFallBalanceEnv``: same dynamics, reward and cost).
 - ``swing-up``'s return gradient: BPTT's can be biased there (cosine 0.61 on seed 5, where the
   return moved as the short-horizon gradient predicted; 0.94-1.00 on 11 other seeds). Not
   asserted.
@@ -29,7 +29,7 @@ from jaxsafe import envs
 from jaxsafe.agents import estimator_check as ec
 from jaxsafe.agents.first_order import FirstOrder, ValueStats, _rescale_output
 from jaxsafe.agents.shac_lag import SHACLagConfig
-from jaxsafe.envs.control import TASKS, BalanceEnv
+from jaxsafe.envs.control import TASKS, NoFallBalanceEnv
 from jaxsafe.envs.wrappers import TimeLimit, training_stack
 
 NUM_ENVS = 256
@@ -40,15 +40,9 @@ CHECK_BATCHES = 8  # both gradients averaged over 8 x 256 episodes
 BPTT_NOT_THE_REFERENCE = {("swing-up", "return")}
 
 
-class NoFallBalance(BalanceEnv):
-  """``balance`` without its terminations: where BPTT is exact."""
-
-  theta_limit = x_limit = float("inf")
-
-
 def checker(task: str, num_envs: int = NUM_ENVS) -> FirstOrder:
   if task == "balance":
-    env = training_stack(TimeLimit(NoFallBalance(), None), num_envs, False)
+    env = training_stack(TimeLimit(NoFallBalanceEnv(), None), num_envs, False)
   else:
     env = envs.make(task, num_envs=num_envs)
   return FirstOrder(env, SHACLagConfig(num_envs=num_envs), "check")
