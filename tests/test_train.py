@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -57,6 +58,20 @@ def test_resume_equals_uninterrupted(straight, tmp_path):
   train.resume(run_dir, total_steps=8 * 800, progress=False)
   a, b = read_progress(straight[0]), read_progress(run_dir)
   assert sorted(a) == sorted(b)
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(straight, tmp_path):
+  """A run killed while compiling leaves its config.json and no checkpoint: resume trains it
+  from its start, to the numbers of the uninterrupted run; eval refuses it in one line."""
+  run_dir = tmp_path / "stopped"
+  run_dir.mkdir()
+  shutil.copy(os.path.join(straight[0], "config.json"), run_dir / "config.json")
+  with pytest.raises(runner.RunDirError, match="no checkpoint yet"):
+    runner.load_states(str(run_dir))
+  train.resume(str(run_dir), progress=False)
+  a, b = read_progress(straight[0]), read_progress(str(run_dir))
   for name in a:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
@@ -137,8 +152,6 @@ def test_checkpoint_every_saves_every_kth_and_the_last_chunk_and_resumes_exactly
   """checkpoint_every=2 over 5 chunks saves after chunks 2, 4 and 5. A crash while saving chunk 4
   (the latest checkpoint is chunk 2's, the CSV has rows to chunk 4) loses 2 chunks; the resume
   re-trains them and ends equal to the uninterrupted run."""
-  import shutil
-
   run_dir, crashed = str(tmp_path / "every2"), str(tmp_path / "crashed")
 
   def snapshot(iteration):  # the run directory as a crash while saving chunk 4 leaves it

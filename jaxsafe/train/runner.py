@@ -248,9 +248,10 @@ def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) 
   """Continues the run in ``run_dir`` from its latest checkpoint (to ``total_steps`` if given).
 
   The result equals an uninterrupted run with the same spec: the whole state (parameters,
-  optimiser, normaliser, multiplier, env states, RNG and any replay buffer) is restored.
+  optimiser, normaliser, multiplier, env states, RNG and any replay buffer) is restored. A run
+  stopped before its first checkpoint trains from its start.
   """
-  p, states, step = load_states(run_dir, total_steps)
+  p, states, step = load_states(run_dir, total_steps, from_start=True)
   config_path = os.path.join(run_dir, "config.json")
   with open(config_path) as f:
     config = json.load(f)
@@ -260,10 +261,12 @@ def resume(run_dir: str, total_steps: int | None = None, progress: bool = True) 
   return _train(p, states, step, run_dir, progress)
 
 
-def load_states(run_dir: str, total_steps: int | None = None):
+def load_states(run_dir: str, total_steps: int | None = None, from_start: bool = False):
   """(plan, restored stacked states, iteration) of the latest checkpoint of ``run_dir``.
 
-  ``total_steps`` replaces the run's budget in the plan (for a resume that trains further).
+  ``total_steps`` replaces the run's budget in the plan (for a resume that trains further). With
+  ``from_start``, a run stopped before its first checkpoint (killed while compiling) gives its
+  initial states and iteration 0 instead of an error.
   """
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.isdir(run_dir):
@@ -278,7 +281,11 @@ def load_states(run_dir: str, total_steps: int | None = None):
   checkpointer = Checkpointer(run_dir)
   step = checkpointer.latest_step()
   if step is None:
-    raise RunDirError(f"run directory '{run_dir}' has no checkpoint to resume from")
+    if from_start:
+      checkpointer.close()
+      return p, init_states(p), 0
+    raise RunDirError(f"run directory '{run_dir}' has no checkpoint yet (it stopped before its "
+                      "first one); resume it to train it from its start")
   states = checkpointer.restore(step, init_states(p))
   checkpointer.close()
   return p, states, step
