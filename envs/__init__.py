@@ -1,5 +1,6 @@
 """jaxsafe.envs: finite-horizon CMDP tasks in JAX (installed from the top-level ``envs/``)."""
 
+from jaxsafe.envs.contract import TaskContractError
 from jaxsafe.envs.core import Env, State, Wrapper
 from jaxsafe.envs.gymnasium_export import to_gymnasium
 from jaxsafe.envs.registry import UnknownEnvError, list_envs, make, register
@@ -19,6 +20,7 @@ __all__ = [
   "Env",
   "EpisodeStats",
   "State",
+  "TaskContractError",
   "TimeLimit",
   "UnknownEnvError",
   "VmapAutoReset",

@@ -235,6 +235,7 @@ def run(spec: RunSpec, run_dir: str | None = None, progress: bool = True) -> dic
                       f"{run_dir} or choose another --run-dir")
   os.makedirs(run_dir, exist_ok=True)
   config = {"spec": dataclasses.asdict(spec) | {"chunk_iters": p.chunk_iters},
+            "task": _task_record(p),
             "agent_config": dataclasses.asdict(p.agent.config),
             "num_iterations": p.num_iterations, "steps_per_update": p.agent.steps_per_update,
             "runs": p.labels, "jax_version": jax.__version__,
@@ -274,10 +275,11 @@ def load_states(run_dir: str, total_steps: int | None = None, from_start: bool =
   if not os.path.exists(config_path):
     raise RunDirError(f"'{run_dir}' is not a jaxsafe run directory (no config.json)")
   with open(config_path) as f:
-    spec = RunSpec(**json.load(f)["spec"])
+    config = json.load(f)
+  spec = RunSpec(**config["spec"])
   if total_steps is not None:
     spec.total_steps = total_steps
-  p = plan(spec)
+  p = _replan(spec, config, run_dir)
   checkpointer = Checkpointer(run_dir)
   step = checkpointer.latest_step()
   if step is None:
@@ -289,6 +291,38 @@ def load_states(run_dir: str, total_steps: int | None = None, from_start: bool =
   states = checkpointer.restore(step, init_states(p))
   checkpointer.close()
   return p, states, step
+
+
+#: what a run directory records of its task, and checks when the run is loaded again.
+TASK_FIELDS = ("episode_length", "cost_limit", "observation_size", "action_size")
+
+
+def _task_record(p: Plan) -> dict:
+  """The task's constants and, for a task that is not built in, where it is defined."""
+  from jaxsafe.envs import registry
+  env = p.agent.env
+  return {"source": registry.source(p.spec.env),
+          **{name: getattr(env, name) for name in TASK_FIELDS}}
+
+
+def _replan(spec: RunSpec, config: dict, run_dir: str) -> Plan:
+  """The plan of a saved run, self-contained: the task is imported from where it was defined,
+  the cost limit is the recorded one (not the task's current default), and a task whose sizes
+  or horizon changed since is refused."""
+  from jaxsafe.envs import registry
+  task = config.get("task", {})  # run directories before this record: none of it
+  registry.import_source(spec.env, task.get("source"))
+  limit = config.get("agent_config", {}).get("cost_limit")
+  if limit is not None and "cost_limit" not in spec.overrides:
+    spec.overrides = {**spec.overrides, "cost_limit": limit}
+  p = plan(spec)
+  changed = [f"{name} {task[name]} then, {getattr(p.agent.env, name)} now"
+             for name in TASK_FIELDS if name != "cost_limit" and name in task
+             and task[name] != getattr(p.agent.env, name)]
+  if changed:
+    raise RunDirError(f"the task '{spec.env}' of '{run_dir}' has changed since the run was made "
+                      f"({'; '.join(changed)}); restore the task's definition to load this run")
+  return p
 
 
 def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
