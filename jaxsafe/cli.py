@@ -50,6 +50,8 @@ def _cmd_list(args) -> int:
     print(f"  {name:<22} {desc}")
   print(f"  {'sg/<id>':<22} any Safety-Gymnasium task through the host bridge, e.g. "
         f"sg/SafetyPointGoal1-v0 (needs jaxsafe[safety-gymnasium])")
+  print(f"  {'module:Class':<22} your own task by import path, e.g. mytasks:Reach (README, "
+        f"'Your own task')")
   return 0
 
 
