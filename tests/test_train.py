@@ -76,6 +76,23 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(straigh
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_a_checkpoint_that_does_not_fit_the_state_is_refused_in_one_line(straight, monkeypatch):
+  """A checkpoint written by another version of the agent state (Orbax's multi-line error) is
+  one RunDirError naming the iteration and the run."""
+  built = runner.init_states
+
+  def one_leaf_reshaped(p):  # as if a newer version had widened one array of the state
+    leaves, treedef = jax.tree_util.tree_flatten(built(p))
+    leaves[0] = np.zeros(leaves[0].shape + (2,), leaves[0].dtype)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+  monkeypatch.setattr(runner, "init_states", one_leaf_reshaped)
+  with pytest.raises(runner.RunDirError, match="the checkpoint at iteration 8 of .* does not fit "
+                     "the state that ppo-lag builds now") as err:
+    runner.load_states(straight[0])
+  assert "\n" not in str(err.value)
+
+
 def test_new_run_refuses_used_directory(straight):
   with pytest.raises(runner.RunDirError, match="already holds a run"):
     train.run(_spec(), straight[0], progress=False)

@@ -288,8 +288,15 @@ def load_states(run_dir: str, total_steps: int | None = None, from_start: bool =
       return p, init_states(p), 0
     raise RunDirError(f"run directory '{run_dir}' has no checkpoint yet (it stopped before its "
                       "first one); resume it to train it from its start")
-  states = checkpointer.restore(step, init_states(p))
-  checkpointer.close()
+  try:
+    states = checkpointer.restore(step, init_states(p))
+  except ValueError as err:  # Orbax: another tree structure or shape than this version builds
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    raise RunDirError(f"the checkpoint at iteration {step} of '{run_dir}' does not fit the state "
+                      f"that {spec.algo} builds now (written by another version of jaxsafe, or "
+                      f"the task changed): {' '.join(lines[:2])}") from err
+  finally:
+    checkpointer.close()
   return p, states, step
 
 
