@@ -128,8 +128,10 @@ def test_warm_start_and_vmap():
   for i, problem in enumerate(problems):
     alone = _SOLVE(*problem)
     # vmapped and single solves round differently, which can change the winning step length
-    # near the optimum: they agree to 1e-4, ten times inside the 1e-3 of the scipy comparison.
-    np.testing.assert_allclose(batched.weights[i], alone.weights, atol=1e-4)
+    # near the optimum. They agreed to 1e-4 on one CPU and to 3.1e-4 on another (2026-12-03), so
+    # they are held to the solver's own accuracy, the 1e-3 of the scipy comparison; a batch
+    # that mixed up its problems would be off by the weights themselves (~0.1).
+    np.testing.assert_allclose(batched.weights[i], alone.weights, atol=1e-3)
     again = _SOLVE(*problem, init=(alone.eta, alone.lam))
     assert float(again.dual) <= float(alone.dual) + 1e-6 * abs(float(alone.dual))
     np.testing.assert_allclose(again.weights, alone.weights, atol=1e-4)

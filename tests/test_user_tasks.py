@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
+import numpy as np
 import pytest
 
 from jaxsafe import envs, train
@@ -220,52 +220,42 @@ def test_an_entry_point_adds_a_listed_task(user_folder, fresh_registry, tmp_path
   assert envs.make("ep-reach").unwrapped.target == 0.5
 
 
-@pytest.fixture(scope="module")
-def user_run(user_folder, tmp_path_factory):
-  """A short ppo-lag run of the user's task, registered under an id in this process."""
+@pytest.fixture
+def user_run_config(user_folder, fresh_registry, tmp_path):
+  """The config.json a ppo-lag run of the user's task (registered under an id) writes, and the
+  task's module; nothing is trained (the CLI test in the slow tier trains, evaluates, resumes)."""
   import importlib
   module = importlib.import_module(MODULE)
-  saved = dict(registry._REGISTRY)
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    envs.register("user-reach-run", module.Reach)
-  run_dir = str(tmp_path_factory.mktemp("user_run") / "run")
-  train.run(train.RunSpec("ppo-lag", "user-reach-run", total_steps=2000), run_dir,
-            progress=False)
-  yield run_dir, module
-  registry._REGISTRY.clear()
-  registry._REGISTRY.update(saved)
+  envs.register("user-reach-run", module.Reach)
+  p = train.runner.plan(train.RunSpec("ppo-lag", "user-reach-run", total_steps=2000))
+  config = json.loads(json.dumps(train.runner.config_record(p), default=str))
+  return config, module, str(tmp_path)
 
 
-def test_a_run_records_its_task_and_keeps_its_cost_limit(user_run, monkeypatch):
-  from jaxsafe.train.evaluation import evaluate
-  run_dir, module = user_run
-  with open(os.path.join(run_dir, "config.json")) as f:
-    task = json.load(f)["task"]
+def _replan(config, run_dir):
+  return train.runner._replan(train.RunSpec(**config["spec"]), config, run_dir)
+
+
+def test_a_run_records_its_task_and_keeps_its_cost_limit(user_run_config, monkeypatch):
+  config, module, run_dir = user_run_config
+  task = config["task"]
   assert task["source"]["module"] == MODULE and task["source"]["qualname"] == "Reach"
   assert (task["cost_limit"], task["episode_length"]) == (2.0, 20)
+  assert config["agent_config"]["cost_limit"] == 2.0
   monkeypatch.setattr(module.Reach, "cost_limit", 7.0)  # the user edits the task's default b
-  assert [r["cost_limit"] for r in evaluate(run_dir, episodes=2)] == [2.0]
+  assert list(np.asarray(_replan(config, run_dir).hparams.cost_limit)) == [2.0]
   monkeypatch.setattr(module.Reach, "episode_length", 30)
   with pytest.raises(train.runner.RunDirError, match="has changed since the run was made "
                      r"\(episode_length 20 then, 30 now\)"):
-    evaluate(run_dir, episodes=2)
+    _replan(config, run_dir)
 
 
-def test_a_run_of_a_task_registered_in_a_script_says_how_to_load_it(user_run, monkeypatch):
-  run_dir, _ = user_run
-  monkeypatch.setattr(registry, "_REGISTRY", {k: v for k, v in registry._REGISTRY.items()
-                                              if k != "user-reach-run"})
-  config_path = os.path.join(run_dir, "config.json")
-  with open(config_path) as f:
-    config = json.load(f)
+def test_a_run_of_a_task_registered_in_a_script_says_how_to_load_it(user_run_config):
+  config, _, run_dir = user_run_config
+  del registry._REGISTRY["user-reach-run"]  # a new process: the script that registered it is gone
   config["task"]["source"]["module"] = "__main__"
-  broken = os.path.join(os.path.dirname(run_dir), "from_a_script")
-  os.makedirs(broken, exist_ok=True)
-  with open(os.path.join(broken, "config.json"), "w") as f:
-    json.dump(config, f)
   with pytest.raises(envs.UnknownEnvError, match="registered by a script or notebook"):
-    train.runner.load_states(broken)
+    _replan(config, run_dir)
 
 
 #: the installed console script, which (unlike ``python -m``) does not put the cwd on sys.path.

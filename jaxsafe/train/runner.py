@@ -226,6 +226,16 @@ def _default_run_dir(spec: RunSpec) -> str:
   return os.path.join("runs", f"{spec.algo}_{spec.env.replace('/', '_')}_{stamp}")
 
 
+def config_record(p: Plan) -> dict:
+  """What ``config.json`` holds: the spec, the task, the resolved agent config and the runs."""
+  return {"spec": dataclasses.asdict(p.spec) | {"chunk_iters": p.chunk_iters},
+          "task": _task_record(p),
+          "agent_config": dataclasses.asdict(p.agent.config),
+          "num_iterations": p.num_iterations, "steps_per_update": p.agent.steps_per_update,
+          "runs": p.labels, "jax_version": jax.__version__,
+          "devices": [str(d) for d in jax.local_devices()]}
+
+
 def run(spec: RunSpec, run_dir: str | None = None, progress: bool = True) -> dict:
   """Trains a new run in ``run_dir`` (which must not hold a run yet); returns the summary."""
   p = plan(spec)  # all validation happens before anything is written
@@ -234,13 +244,7 @@ def run(spec: RunSpec, run_dir: str | None = None, progress: bool = True) -> dic
     raise RunDirError(f"run directory '{run_dir}' already holds a run; resume it with --resume "
                       f"{run_dir} or choose another --run-dir")
   os.makedirs(run_dir, exist_ok=True)
-  config = {"spec": dataclasses.asdict(spec) | {"chunk_iters": p.chunk_iters},
-            "task": _task_record(p),
-            "agent_config": dataclasses.asdict(p.agent.config),
-            "num_iterations": p.num_iterations, "steps_per_update": p.agent.steps_per_update,
-            "runs": p.labels, "jax_version": jax.__version__,
-            "devices": [str(d) for d in jax.local_devices()]}
-  _save_json(os.path.join(run_dir, "config.json"), config)
+  _save_json(os.path.join(run_dir, "config.json"), config_record(p))
   states = init_states(p)
   return _train(p, states, 0, run_dir, progress)
 
