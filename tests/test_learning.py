@@ -27,10 +27,7 @@ def test_claim(claim_id):
   assert_claim(claim_id)
 
 
-@pytest.mark.parametrize("claim_id", [c for c, claim in QUICK_CLAIMS.items()
-                                      if claim.algo not in GRADIENT_AGENTS + OFF_POLICY_AGENTS])
+@pytest.mark.parametrize("claim_id", list(QUICK_CLAIMS))
 def test_family_learns_quickly(claim_id):
-  """One short run per on-policy family (PPO-Lagrangian, CPPO), on one seed; the gradient-based
-  and off-policy ones are in tests/test_learning_quick.py, so that make test's two workers (one
-  file at a time) share the four runs."""
+  """One short run per family (PPO-Lagrangian, CPPO, gradient-based, off-policy), on one seed."""
   assert_claim(claim_id, QUICK_CLAIMS, SEEDS[:1])
