@@ -17,10 +17,39 @@ _CACHE = tempfile.mkdtemp(prefix="jaxsafe-xla-cache-")
 os.environ["JAXSAFE_TEST_XLA_CACHE"] = _CACHE  # subprocesses of the tests share it
 
 import jax
+import pytest
 
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _optimised_compiles_for_long_runs(request):
+  """Compiles a test file's programs with XLA's optimisations on where the file sets
+  ``RUNS_LONG_PROGRAMS = True``.
+
+  `make test` sets JAX_DISABLE_MOST_OPTIMIZATIONS=1: most of its programs run for milliseconds
+  after compiling for seconds, and unoptimised compiles take ~40% less time. Files of learning
+  runs (which execute for tens of seconds, and whose claims were measured on optimised
+  programs) opt back in; the slow tier and users always compile optimised. Autouse fixtures
+  are set up before the module's other fixtures, so those compile under this setting too.
+  """
+  if not getattr(request.module, "RUNS_LONG_PROGRAMS", False):
+    yield
+    return
+  before = jax.config.read("jax_disable_most_optimizations")
+  # The in-memory jit caches do not key on this flag: without clearing them, a program compiled
+  # unoptimised by an earlier file on the same worker would be reused here, so the learning
+  # runs' numbers would depend on which files that worker ran before.
+  jax.clear_caches()
+  jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.clear_caches()
+    jax.config.update("jax_disable_most_optimizations", before)
+
 
 #: Added to every seed of the learning tests (``JAXSAFE_SEED_OFFSET=100 make test-slow``). A learning
 #: run is chaotic: another CPU that rounds differently changes its trajectory as another seed

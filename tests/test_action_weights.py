@@ -85,7 +85,12 @@ def test_dual_and_weights_match_scipy(family):
       np.testing.assert_allclose(np.sum(ours.weights, axis=1), 1.0, atol=1e-5, err_msg=where)
       assert abs(float(ours.dual) - value) <= 1e-4 * max(abs(value), 1e-3), (where, ours.dual, value)
       if family != "proportional":
-        np.testing.assert_allclose(ours.weights, weights, atol=1e-3, err_msg=where)
+        # Infeasible: lambda sits at LAMBDA_MAX = 1e5 and the logits (Q_r - lambda Q_c) / eta
+        # are differences of numbers ~1e6, at float32's resolution there; the same float32
+        # program is 4.9e-4 from the float64 weights compiled optimised and 1.9e-3 compiled
+        # unoptimised (`make test`), so that family gets 3e-3.
+        atol = 3e-3 if family == "infeasible" else 1e-3
+        np.testing.assert_allclose(ours.weights, weights, atol=atol, err_msg=where)
       assert bool(ours.feasible) == (lam < aw.LAMBDA_MAX), where  # Remark 4's case or not
   if family == "infeasible":
     assert not bool(ours.feasible)

@@ -17,6 +17,9 @@ from __future__ import annotations
 import pytest
 from learning import CLAIMS, GRADIENT_AGENTS, OFF_POLICY_AGENTS, QUICK_CLAIMS, SEEDS, assert_claim
 
+#: learning runs execute for tens of seconds: compiled optimised even in `make test` (conftest.py).
+RUNS_LONG_PROGRAMS = True
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("claim_id", [c for c, claim in CLAIMS.items()

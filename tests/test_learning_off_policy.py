@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 from learning import CLAIMS, OFF_POLICY_AGENTS, assert_claim
 
+#: learning runs execute for tens of seconds: compiled optimised even in `make test` (conftest.py).
+RUNS_LONG_PROGRAMS = True
+
 pytestmark = pytest.mark.slow
 
 
