@@ -6,14 +6,17 @@ those repeats into cache hits; it lives in a fresh temporary directory, so every
 starts cold and no stale executable can leak between versions.
 """
 
+import atexit
 import contextlib
 import ctypes
 import glob
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _CACHE = tempfile.mkdtemp(prefix="jaxsafe-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # ~5 MB a session otherwise left in /tmp
 os.environ["JAXSAFE_TEST_XLA_CACHE"] = _CACHE  # subprocesses of the tests share it
 
 import jax
