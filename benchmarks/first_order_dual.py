@@ -5,13 +5,17 @@ The ablation swaps ``agents.shac_lag.lagrangian_gradient_step`` for one of:
 
 - ``pid``: lambda from ``lagrange.pid_update`` with pid-lag's gains (Stooke et al. 2020) on J_C - b;
 - ``unit``: Adam descent on -(g / |g| - lambda q / |q|), with ascent lambda += lr (J_C / b - 1):
-  the multiplier's target is lambda = 1 (g parallel to q) on every task, whatever its units.
+  the multiplier's target is lambda = 1 (g parallel to q) on every task, whatever its units;
+- ``unit-pid``: the same unit gradients, lambda from a PID on the relative violation J_C / |b| - 1
+  (gains without units: Kp 1 weighs q as much as g at a 100% violation; Ki 0.05, Kd 0.5, EMA 0.5),
+  to damp the integral-only cycle without gains in the task's cost units.
 
 then trains like ``generalisation.py run`` (defaults otherwise; finished runs are skipped) and
 prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the four tasks".
 
     .venv/bin/python benchmarks/first_order_dual.py pid --out /tmp/dual_pid
     .venv/bin/python benchmarks/first_order_dual.py unit --out /tmp/dual_unit
+    .venv/bin/python benchmarks/first_order_dual.py unit-pid --out /tmp/dual_unit_pid
 """
 
 from __future__ import annotations
@@ -37,8 +41,13 @@ def dual_step(rule: str, unit_learning_rate: float):
     if rule == "pid":  # pid-lag's defaults
       lag = lagrange.pid_update(lag, episode_cost, hp.cost_limit, 0.1, 0.01, 0.01, 0.95, 0.95)
     else:
-      lag = lagrange.gradient_ascent_update(lag, episode_cost / hp.cost_limit, 1.0,
-                                            unit_learning_rate)
+      if rule == "unit":
+        lag = lagrange.gradient_ascent_update(lag, episode_cost / hp.cost_limit, 1.0,
+                                              unit_learning_rate)
+      else:  # unit-pid: the PID on J_C / |b| against b / |b|
+        scale = abs(hp.cost_limit)
+        lag = lagrange.pid_update(lag, episode_cost / scale, hp.cost_limit / scale, 1.0, 0.05,
+                                  0.5, 0.5, 0.5)
       g_norm, q_norm = optax.global_norm(g) + 1e-12, optax.global_norm(q) + 1e-12
       g = jax.tree_util.tree_map(lambda x: x / g_norm, g)
       q = jax.tree_util.tree_map(lambda x: x / q_norm, q)
@@ -52,7 +61,7 @@ def dual_step(rule: str, unit_learning_rate: float):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("rule", choices=("pid", "unit"))
+  parser.add_argument("rule", choices=("pid", "unit", "unit-pid"))
   parser.add_argument("--out", required=True)
   parser.add_argument("--task", nargs="+", default=list(generalisation.TASKS))
   parser.add_argument("--algos", default="shac-lag")
