@@ -7,7 +7,8 @@ The ablation swaps ``agents.shac_lag.lagrangian_gradient_step`` for one of:
 - ``unit``: Adam descent on -(g / |g| - lambda q / |q|), with ascent lambda += lr (J_C / b - 1):
   the multiplier's target is lambda = 1 (g parallel to q) on every task, whatever its units;
 - ``unit-pid``: the same unit gradients, lambda from a PID on the relative violation J_C / |b| - 1
-  (gains without units: Kp 1 weighs q as much as g at a 100% violation; Ki 0.05, Kd 0.5, EMA 0.5),
+  (gains without units, ``--gains Kp,Ki,Kd``: Kp 1 weighs q as much as g at a 100% violation;
+  default 1, 0.05, 0.5; EMA 0.5),
   to damp the integral-only cycle without gains in the task's cost units.
 
 then trains like ``generalisation.py run`` (defaults otherwise; finished runs are skipped) and
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generalisation
 
 
-def dual_step(rule: str, unit_learning_rate: float):
+def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0.5)):
   """A drop-in for ``shac_lag.lagrangian_gradient_step`` with the multiplier rule ``rule``."""
   import jax
   import optax
@@ -46,8 +47,9 @@ def dual_step(rule: str, unit_learning_rate: float):
                                               unit_learning_rate)
       else:  # unit-pid: the PID on J_C / |b| against b / |b|
         scale = abs(hp.cost_limit)
-        lag = lagrange.pid_update(lag, episode_cost / scale, hp.cost_limit / scale, 1.0, 0.05,
-                                  0.5, 0.5, 0.5)
+        kp, ki, kd = unit_pid_gains
+        lag = lagrange.pid_update(lag, episode_cost / scale, hp.cost_limit / scale, kp, ki, kd,
+                                  0.5, 0.5)
       g_norm, q_norm = optax.global_norm(g) + 1e-12, optax.global_norm(q) + 1e-12
       g = jax.tree_util.tree_map(lambda x: x / g_norm, g)
       q = jax.tree_util.tree_map(lambda x: x / q_norm, q)
@@ -66,6 +68,7 @@ def main() -> None:
   parser.add_argument("--task", nargs="+", default=list(generalisation.TASKS))
   parser.add_argument("--algos", default="shac-lag")
   parser.add_argument("--unit-learning-rate", type=float, default=0.05)
+  parser.add_argument("--gains", default="1,0.05,0.5", help="unit-pid's Kp,Ki,Kd")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--seed-offset", type=int, default=0)
   parser.add_argument("--steps", type=int, default=1_500_000)
@@ -73,7 +76,8 @@ def main() -> None:
 
   from jaxsafe.agents import shac_lag
 
-  shac_lag.lagrangian_gradient_step = dual_step(args.rule, args.unit_learning_rate)
+  shac_lag.lagrangian_gradient_step = dual_step(args.rule, args.unit_learning_rate,
+                                              tuple(float(g) for g in args.gains.split(",")))
   generalisation.run(args)
   generalisation.report(args)
 
