@@ -34,3 +34,11 @@ def test_claim(claim_id):
 def test_family_learns_quickly(claim_id):
   """One short run per family (PPO-Lagrangian, CPPO, gradient-based, off-policy), on one seed."""
   assert_claim(claim_id, QUICK_CLAIMS, SEEDS[:1])
+
+
+def test_learning_runs_compile_optimised():
+  """The claims' thresholds were measured on optimised programs: `make test` compiles everything
+  else with JAX_DISABLE_MOST_OPTIMIZATIONS=1, this file opts back in (conftest.py)."""
+  import jax
+
+  assert not jax.config.read("jax_disable_most_optimizations")
