@@ -36,7 +36,7 @@ demo: install
 TEST_WORKERS ?= 2
 
 # Most of make test's programs run for milliseconds after compiling for seconds, so they are
-# compiled with XLA's optimisations off (~40% shorter compiles); files of learning runs opt back
+# compiled with XLA's optimisations off (25-40% shorter compiles); files of learning runs opt back
 # in (RUNS_LONG_PROGRAMS in tests/conftest.py). The slow tier compiles as users do.
 test: install
 	JAX_DISABLE_MOST_OPTIMIZATIONS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" --durations=15 tests

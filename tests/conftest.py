@@ -33,7 +33,7 @@ def _optimised_compiles_for_long_runs(request):
   ``RUNS_LONG_PROGRAMS = True``.
 
   `make test` sets JAX_DISABLE_MOST_OPTIMIZATIONS=1: most of its programs run for milliseconds
-  after compiling for seconds, and unoptimised compiles take ~40% less time. Files of learning
+  after compiling for seconds, and unoptimised compiles take 25-40% less time. Files of learning
   runs (which execute for tens of seconds, and whose claims were measured on optimised
   programs) opt back in; the slow tier and users always compile optimised. Autouse fixtures
   are set up before the module's other fixtures, so those compile under this setting too.
