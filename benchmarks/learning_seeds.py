@@ -49,9 +49,11 @@ def main() -> None:
                                 claim.extra)
     _report(f"{claim_id} (limit {limit}, {claim.iterations} updates, overrides {claim.overrides}, "
             f"{len(seeds)} seeds, {time.time() - start:.0f} s)", claim, run, limit, seeds)
-    # The quick claims of `make test` are the first updates of the same runs.
+    # The quick claims of `make test` are the first updates of the same runs (with --set applied
+    # to them too, so a candidate default is measured on both tiers).
     for quick_id, quick in learning.QUICK_CLAIMS.items():
-      if (quick.algo, quick.env, quick.overrides) == (claim.algo, claim.env, claim.overrides):
+      quick_overrides = {**quick.overrides, **extra_overrides}
+      if (quick.algo, quick.env, quick_overrides) == (claim.algo, claim.env, claim.overrides):
         _report(f"{quick_id} (first {quick.iterations} updates of the run above)", quick,
                 {k: v[:, :quick.iterations] for k, v in run.items()}, limit, seeds)
 

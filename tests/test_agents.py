@@ -128,13 +128,14 @@ def test_weighted_likelihood_loss_by_hand():
 
 
 def test_radius_update_follows_eq_18():
-  hp = cgpo.CGPOConfig()  # eta 0.25 / 0.75, beta 0.8 / 1.25, delta in [1e-4, 1e-2]
+  hp = cgpo.CGPOConfig()  # eta 0.25 / 0.75, beta 0.8 / 1.25, delta in [1e-5, 1e-2]
   r = jnp.asarray(1e-3)
   assert float(cgpo.radius_update(r, hp, 0.1, 5.0)) == pytest.approx(0.8e-3)  # rho too small
   assert float(cgpo.radius_update(r, hp, 1.0, 0.1)) == pytest.approx(0.8e-3)  # zeta too small
   assert float(cgpo.radius_update(r, hp, 1.0, 1.0)) == pytest.approx(1.25e-3)  # both good
   assert float(cgpo.radius_update(r, hp, 0.5, 1.0)) == pytest.approx(1e-3)  # in between
-  assert float(cgpo.radius_update(jnp.asarray(1e-4), hp, 0.0, 0.0)) == pytest.approx(1e-4)  # floor
+  assert float(cgpo.radius_update(jnp.asarray(1e-5), hp, 0.0, 0.0)) == pytest.approx(1e-5)  # floor
+  assert float(cgpo.radius_update(jnp.asarray(1e-4), hp, 0.0, 0.0)) == pytest.approx(0.8e-4)
   assert float(cgpo.radius_update(jnp.asarray(1e-2), hp, 1.0, 1.0)) == pytest.approx(1e-2)  # ceiling
 
 
@@ -216,11 +217,12 @@ def test_recovery_weight_update_by_hand():
   # Through trust_region_step: the updated weight shapes this iteration's recovery step.
   g, q = jnp.array([3.0, 0.0]), jnp.array([0.0, 2.0])
   previous = PreviousStep(*map(jnp.asarray, (10.0, 34.0, 0.01, -0.5)))
-  sol, _, weight, metrics = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4), previous,
-                                                   hp, jnp.asarray(0.5))
+  sol, radius, weight, metrics = cgpo.trust_region_step(g, q, 10.0, 35.0, jnp.asarray(1e-4),
+                                                        previous, hp, jnp.asarray(0.5))
   assert float(weight) == 1.0 and float(metrics["recovery_weight"]) == 1.0  # rose, flat return
-  np.testing.assert_allclose(np.asarray(sol.step), 0.01 * np.array([1.0, -1.0]) / np.sqrt(2),
-                             rtol=1e-6)
+  assert float(radius) == pytest.approx(0.8e-4)  # rho = 0 / 0.01 < eta_1: shrink (floor 1e-5)
+  np.testing.assert_allclose(np.asarray(sol.step),
+                             np.sqrt(0.8e-4) * np.array([1.0, -1.0]) / np.sqrt(2), rtol=1e-6)
 
 
 def test_lagrangian_gradient_step_by_hand():
