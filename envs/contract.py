@@ -6,12 +6,14 @@ rollout or a gradient, in an error that names neither the task nor the field. Tw
 it early, each raising ``TaskContractError`` with the task, the field and what was expected:
 
 - ``check_class`` at registration, when the factory is an ``Env`` subclass: the abstract methods
-  are implemented and the constants T, b and ``differentiable`` are declared.
-- ``check_task`` when a task is first built: the constants have the right types, and ``reset`` and
-  ``step`` are traced once with abstract shapes (``jax.eval_shape``, nothing is computed) and
-  their ``State`` checked: a float observation of ``observation_size``, scalar float reward, cost
-  and done, and the same structure, shapes and dtypes out of ``step`` as out of ``reset`` (what
-  ``lax.scan`` over steps requires).
+  are implemented, and those of the constants T, b and ``differentiable`` that the class declares
+  have the right types (what a class alone can tell).
+- ``check_task`` when a task is first built, per id and options: the constants are declared (as
+  class attributes, or set in ``__init__``, e.g. from the task's options) with the right types,
+  and ``reset`` and ``step`` are traced once with abstract shapes (``jax.eval_shape``, nothing
+  is computed) and their ``State`` checked: a float observation of ``observation_size``, scalar
+  float reward, cost and done, and the same structure, shapes and dtypes out of ``step`` as out
+  of ``reset`` (what ``lax.scan`` over steps requires).
 """
 
 from __future__ import annotations
@@ -48,16 +50,22 @@ def _constant_problem(name: str, value) -> str | None:
 
 
 def check_class(task_id: str, cls: type) -> None:
-  """Static checks of an ``Env`` subclass registered as a factory (nothing is built)."""
+  """Static checks of an ``Env`` subclass registered as a factory (nothing is built): its abstract
+  methods are implemented, and the constants it declares as class attributes have the right
+  types. A constant may also be set in ``__init__``, e.g. from an option, so one that the class
+  lacks is looked for on the instance when the task is first built (``check_task``)."""
   missing_methods = sorted(getattr(cls, "__abstractmethods__", ()))
   if missing_methods:
     raise TaskContractError(f"task '{task_id}': {cls.__name__} does not implement "
                             f"{', '.join(missing_methods)} (see jaxsafe.envs.Env)")
-  missing = [name for name in CONSTANTS if not hasattr(cls, name)]
-  if missing:
-    raise TaskContractError(f"task '{task_id}': {cls.__name__} does not declare "
-                            f"{', '.join(missing)}; expected "
-                            + "; ".join(f"{n}: {CONSTANTS[n]}" for n in missing))
+  declared = {name: inspect.getattr_static(cls, name) for name in CONSTANTS
+              if hasattr(cls, name)}
+  problems = [p for name, value in declared.items()
+              if not hasattr(value, "__get__")  # a property: its value exists per instance
+              and (p := _constant_problem(name, value))]
+  if problems:
+    raise TaskContractError(f"task '{task_id}': {cls.__name__}." + f"; {cls.__name__}.".join(
+        problems))
 
 
 def _size_problem(name: str, value) -> str | None:
@@ -92,9 +100,10 @@ def _abstract(tree):
 def check_task(task_id: str, task: Env) -> None:
   """Checks a built task: its constants and one abstract ``reset`` and ``step``."""
   problems = [p for name in CONSTANTS
-              for p in [_constant_problem(name, getattr(task, name, None))
-                        if hasattr(task, name) else f"{name} is missing; expected "
-                        f"{CONSTANTS[name]}"] if p]
+              for p in [_constant_problem(name, getattr(task, name)) if hasattr(task, name)
+                        else f"{type(task.unwrapped).__name__} does not declare {name}, "
+                        f"{CONSTANTS[name]}: set it as a class attribute or in __init__ "
+                        f"(self.{name} = ...)"] if p]
   try:
     sizes = {"observation_size": task.observation_size, "action_size": task.action_size}
   except Exception as err:  # a property that raises: report it as the task's

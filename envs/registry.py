@@ -9,7 +9,8 @@ A task id is one of:
 - ``sg/<Safety-Gymnasium id>`` for the host bridge.
 
 A task that is not built in is checked against the ``Env`` contract when it is registered (an
-``Env`` subclass: its methods and constants) and when it is first built (``envs/contract.py``).
+``Env`` subclass: its methods, and the constants it declares on the class) and when it is first
+built with given options (``envs/contract.py``).
 ``source`` tells a run directory where a task came from, so ``eval`` and ``resume`` in a new
 process import it again (``import_source``).
 """
@@ -20,7 +21,9 @@ import contextlib
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import io
+import numbers
 import os
 import sys
 import warnings
@@ -138,9 +141,10 @@ def register(env_id: str, factory: Callable[..., Env], description: str | None =
              replace: bool = False) -> None:
   """Adds a task, e.g. a user's own CMDP: ``factory(**options)`` returns an ``Env``.
 
-  An ``Env`` subclass is checked here (its abstract methods and the constants T, b and
-  ``differentiable``); every task is checked once more when it is first built (``reset`` and
-  ``step`` traced with abstract shapes, see ``envs/contract.py``).
+  An ``Env`` subclass is checked here (its abstract methods, and the types of the constants T, b
+  and ``differentiable`` it declares as class attributes); every task is checked once more when
+  it is first built with given options (the constants, which may be set in ``__init__`` from
+  options, and ``reset`` and ``step`` traced with abstract shapes, see ``envs/contract.py``).
 
   Args:
     env_id: the id (no ':' and no 'sg/' prefix, which name import paths and the bridge).
@@ -307,6 +311,43 @@ def _make_safety_gymnasium(env_id: str, num_envs: int | None, episode_length: in
                             episode_length=episode_length, **task_kwargs)
 
 
+#: keywords of ``make`` that no task option may take: they are make's, not the task's.
+MAKE_KEYWORDS = ("env_id", "num_envs", "auto_reset")
+
+
+def make_arguments(options: dict | None, **keywords) -> dict:
+  """``make``'s ``keywords`` and a task's ``options`` (``--env-set``, a run's ``env_options``) as
+  the keyword arguments of one ``make`` call.
+
+  ``episode_length`` has one meaning, the horizon T, whether it comes as ``make``'s keyword (an
+  agent's config) or as an option: given both (a keyword of None is "not given"), they must
+  agree. An option named like another keyword of ``make`` is refused in one line.
+  """
+  options = dict(options or {})
+  clash = sorted(set(options) & set(MAKE_KEYWORDS))
+  if clash:
+    raise ValueError(f"env option(s) {clash} name arguments of envs.make, not of the task "
+                     "(the number of parallel envs is the agent's num_envs: --set num_envs=N)")
+  horizon = keywords.get("episode_length")
+  if "episode_length" in options:
+    option = options.pop("episode_length")
+    if horizon is not None and horizon != option:
+      raise ValueError(f"the horizon T is given twice, episode_length={horizon} (the agent's "
+                       f"config) and episode_length={option} (a task option): give it once")
+    horizon = option
+  return {**keywords, "episode_length": horizon, **options}
+
+
+def _takes(factory, name: str) -> bool:
+  """Whether ``factory``'s signature names the parameter ``name`` (not through ``**kwargs``)."""
+  try:
+    parameter = inspect.signature(factory).parameters.get(name)
+  except (TypeError, ValueError):
+    return False
+  return parameter is not None and parameter.kind not in (parameter.VAR_POSITIONAL,
+                                                          parameter.VAR_KEYWORD)
+
+
 def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
          episode_length: int | None = None, **task_kwargs) -> Env:
   """Builds a task by id, with its time limit.
@@ -318,7 +359,10 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
       natively batched and always auto-resets, whatever ``auto_reset`` says).
     num_envs: if given, the env is vmapped over this many copies (``reset`` takes one key).
     auto_reset: start a new episode (fresh s_0) wherever one ends, and track episode stats.
-    episode_length: overrides the task's horizon T.
+    episode_length: overrides the task's horizon T. A task whose constructor takes an
+      ``episode_length`` option is built with it (so the task and its time limit agree); any
+      task is then cut at T by ``TimeLimit``. Callers that merge an options dict use
+      ``make_arguments``, where ``episode_length`` as an option means the same.
     **task_kwargs: passed to the task's constructor (an option it does not take is a
       ``ValueError``; another error of its constructor is the task's own, a
       ``TaskContractError`` for a ``TypeError``).
@@ -327,9 +371,15 @@ def make(env_id: str, num_envs: int | None = None, auto_reset: bool = False,
     ``TimeLimit(task)``, batched and auto-reset as asked by ``wrappers.training_stack``:
     ``EpisodeStats(VmapAutoReset(TimeLimit(task), num_envs))`` with both.
   """
+  if episode_length is not None and (isinstance(episode_length, bool) or not isinstance(
+      episode_length, numbers.Integral) or episode_length < 1):
+    raise ValueError(f"{env_id}: episode_length is {episode_length!r}; expected an int >= 1 "
+                     "(the horizon T)")
   if env_id.startswith(SAFETY_GYMNASIUM_PREFIX):
     return _make_safety_gymnasium(env_id, num_envs, episode_length, **task_kwargs)
   spec = _resolve(env_id)
+  if episode_length is not None and _takes(spec.factory, "episode_length"):
+    task_kwargs = {**task_kwargs, "episode_length": episode_length}
   task = _build(env_id, spec, task_kwargs)
   env: Env = TimeLimit(task, episode_length)
   return training_stack(env, num_envs, auto_reset)

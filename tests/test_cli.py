@@ -52,6 +52,13 @@ BAD_INPUTS = [
     (["train", "ppo-lag", "function", "--env-set", "smooth_cost=true"],
      "function: bad env option(s) ['smooth_cost']"),
     (["train", "ppo-lag", "point-goal", "--env-set", "level"], "--env-set level: expected key"),
+    # episode_length is the horizon T as an option or a hyper-parameter, given once (issue 37).
+    (["train", "cgpo", "function", "--set", "episode_length=30", "--env-set",
+      "episode_length=40"], "the horizon T is given twice, episode_length=30"),
+    (["train", "ppo-lag", "function", "--env-set", "episode_length=0"],
+     "function: episode_length is 0; expected an int >= 1"),
+    (["train", "ppo-lag", "function", "--env-set", "num_envs=4"],
+     "env option(s) ['num_envs'] name arguments of envs.make"),
     (["frobnicate"], "invalid choice"),
     # A field another algorithm uses is refused, never accepted silently (issue 12).
     (["train", "cgpo", "function", "--set", "lagrangian_lr=0.1"], "unknown hyper-parameter 'lagrangian_lr'"),

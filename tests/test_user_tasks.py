@@ -104,6 +104,38 @@ SOURCE = textwrap.dedent('''
         raise NotImplementedError
 
 
+    class Drift(envs.Env):
+      """Reach whose T and b are options, set in __init__ (no class attributes for them)."""
+
+      differentiable = True
+      observation_size = 2
+      action_size = 1
+
+      def __init__(self, cost_limit: float = 5.0, episode_length: int = 50):
+        self.target = 1.0
+        self.cost_limit = float(cost_limit)
+        self.episode_length = int(episode_length)
+
+      reset = Reach.reset
+      step = Reach.step
+
+
+    class NeverSetsCostLimit(envs.Env):
+      differentiable = True
+      observation_size = 2
+      action_size = 1
+
+      def __init__(self, episode_length: int = 20):
+        self.episode_length = episode_length
+
+      reset = Reach.reset
+      step = Reach.step
+
+
+    class FloatHorizon(Reach):
+      episode_length = 2.5
+
+
     class ConstructorBug(Reach):
       def __init__(self):
         super().__init__(targett=1.0)  # the user's own TypeError
@@ -165,19 +197,88 @@ def test_register_twice_needs_replace_except_from_the_same_definition(user_folde
       envs.register(bad_id, module.Reach)
 
 
-def test_a_missing_constant_or_method_is_refused_at_registration(user_folder, fresh_registry):
+def test_a_missing_method_or_a_mistyped_class_constant_is_refused_at_registration(
+    user_folder, fresh_registry):
   import importlib
   module = importlib.import_module(MODULE)
-  with pytest.raises(TaskContractError, match="task 'no-limit': NoCostLimit does not declare "
-                     "cost_limit; expected cost_limit: a finite number"):
-    envs.register("no-limit", module.NoCostLimit)
   with pytest.raises(TaskContractError, match="task 'no-step': NoStep does not implement step"):
     envs.register("no-step", module.NoStep)
+  with pytest.raises(TaskContractError, match=r"task 'float-t': FloatHorizon.episode_length is "
+                     r"2.5; expected an int >= 1 \(the horizon T\)"):
+    envs.register("float-t", module.FloatHorizon)
   with pytest.raises(TaskContractError, match="is not a subclass of jaxsafe.envs.Env"):
     envs.register("not-env", dict)
   with pytest.raises(TaskContractError, match="is not callable"):
     envs.register("not-callable", 3)
-  assert "no-limit" not in envs.list_envs()
+  assert not {"no-step", "float-t"} & set(envs.list_envs())
+
+
+def test_a_constant_set_nowhere_is_named_at_the_first_make(user_folder, fresh_registry):
+  """The class may leave a constant to ``__init__``, so registration accepts it; the first build
+  names the task, the field and where to declare it, in one line."""
+  import importlib
+  module = importlib.import_module(MODULE)
+  for name in ("NoCostLimit", "NeverSetsCostLimit"):
+    envs.register(f"user-{name}", getattr(module, name))
+    with pytest.raises(TaskContractError) as err:
+      envs.make(f"user-{name}")
+    assert str(err.value) == (
+        f"task 'user-{name}': {name} does not declare cost_limit, a finite number (the episode "
+        "cost limit b): set it as a class attribute or in __init__ (self.cost_limit = ...)")
+
+
+def test_constants_set_in_init_from_options(user_folder, fresh_registry):
+  """T and b as constructor options: registered, built with the options (per options checked),
+  and ``make``'s own ``episode_length`` reaches the constructor, so task and time limit agree."""
+  import importlib
+  module = importlib.import_module(MODULE)
+  envs.register("drift", module.Drift)
+  default = envs.make("drift")
+  assert (default.episode_length, default.cost_limit) == (50, 5.0)
+  env = envs.make("drift", num_envs=2, cost_limit=3, episode_length=40)
+  assert (env.episode_length, env.cost_limit, env.unwrapped.episode_length) == (40, 3.0, 40)
+  assert envs.make("drift", **envs.registry.make_arguments(
+      {"episode_length": 40}, episode_length=None)).unwrapped.episode_length == 40
+  with pytest.raises(TaskContractError, match="task 'drift': cost_limit is nan; expected a "
+                     "finite number"):
+    envs.make("drift", cost_limit=float("nan"))  # checked again for other options
+  with pytest.raises(ValueError, match="drift: episode_length is 0; expected an int >= 1"):
+    envs.make("drift", episode_length=0)
+  assert envs.make(f"{MODULE}:Reach", episode_length=7).episode_length == 7  # no such option
+
+
+def test_make_arguments_give_the_horizon_one_meaning():
+  merge = envs.registry.make_arguments
+  assert merge({"episode_length": 40, "level": 2}, num_envs=4, episode_length=None) == {
+      "num_envs": 4, "episode_length": 40, "level": 2}
+  assert merge({"episode_length": 40}, episode_length=40)["episode_length"] == 40
+  assert merge(None, num_envs=4) == {"num_envs": 4, "episode_length": None}
+  with pytest.raises(ValueError, match="the horizon T is given twice, episode_length=30 .* and "
+                     "episode_length=40 \\(a task option\\): give it once"):
+    merge({"episode_length": 40}, episode_length=30)
+  for name in ("num_envs", "auto_reset", "env_id"):
+    with pytest.raises(ValueError, match=f"env option\\(s\\) \\['{name}'\\] name arguments "
+                       "of envs.make"):
+      merge({name: 1}, num_envs=4)
+
+
+@pytest.mark.parametrize("algo", ["ppo-lag", "cgpo", "sac-lag"])
+def test_a_run_of_options_for_t_and_b_records_the_values_used(user_folder, fresh_registry,
+                                                               algo):
+  """On-policy, first-order and off-policy agents take T and b from the options; the run's
+  config.json records them (what eval and resume rebuild); a built-in task takes
+  ``episode_length`` as an option too (its time limit)."""
+  import importlib
+  module = importlib.import_module(MODULE)
+  envs.register("drift-run", module.Drift)
+  p = train.runner.plan(train.RunSpec(algo, "drift-run", total_steps=2000, env_options={
+      "cost_limit": 3, "episode_length": 40}))
+  config = json.loads(json.dumps(train.runner.config_record(p), default=str))
+  assert (config["task"]["episode_length"], config["task"]["cost_limit"]) == (40, 3.0)
+  assert config["agent_config"]["cost_limit"] == 3.0
+  assert list(np.asarray(_replan(config, "drift-run-dir").hparams.cost_limit)) == [3.0]
+  built_in = train.runner.plan(train.RunSpec(algo, "cruise", env_options={"episode_length": 40}))
+  assert built_in.agent.env.episode_length == 40
 
 
 def test_a_constructor_type_error_is_reported_as_the_tasks_own(user_folder, fresh_registry):
@@ -272,20 +373,26 @@ def _cli(*args, cwd):
 
 @pytest.mark.slow
 def test_the_cli_trains_evaluates_and_resumes_a_task_from_a_module(user_folder, tmp_path):
-  """Each command in a fresh process; eval and resume from another folder than the module's."""
+  """Each command in a fresh process; eval and resume from another folder than the module's.
+  The task's T and b are options set in its ``__init__`` (issue 37): the run records them."""
   run_dir, elsewhere = str(tmp_path / "run"), str(tmp_path)
-  code, out, err = _cli("train", "ppo-lag", f"{MODULE}:Reach", "--total-steps", "2000",
+  code, out, err = _cli("train", "ppo-lag", f"{MODULE}:Drift", "--env-set", "cost_limit=3",
+                        "--env-set", "episode_length=40", "--total-steps", "2000",
                         "--run-dir", run_dir, "--quiet", cwd=user_folder)
   assert code == 0, err
-  assert "(limit 2;" in out
+  assert "(limit 3;" in out
+  with open(os.path.join(run_dir, "config.json")) as f:
+    task = json.load(f)["task"]
+  assert (task["episode_length"], task["cost_limit"]) == (40, 3.0)
   code, out, err = _cli("eval", run_dir, "--episodes", "2", cwd=elsewhere)
   assert code == 0, err
-  assert "(limit 2, 2 episodes" in out
+  assert "(limit 3, 2 episodes" in out
   code, out, err = _cli("train", "--resume", run_dir, "--total-steps", "4000", "--quiet",
                         cwd=elsewhere)
   assert code == 0, err
   with open(os.path.join(run_dir, "summary.json")) as f:
-    assert json.load(f)["env_steps_per_run"] >= 4000
+    summary = json.load(f)
+  assert summary["env_steps_per_run"] >= 4000 and summary["episode_length"] == 40
   code, _, err = _cli("train", "ppo-lag", "no_such_module_xyz:Task", cwd=elsewhere)
   assert code == 2
   assert err.count("\n") == 1 and "cannot import module" in err

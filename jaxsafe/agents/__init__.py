@@ -96,17 +96,22 @@ def make(name: str, env: str | Env, config=None, env_options: dict | None = None
 
   The env is wrapped for training: vmapped over ``config.num_envs``, and auto-resetting for the
   agents that need it (an ``Env`` passed in should already carry its ``TimeLimit``).
-  ``env_options`` are the task's keyword arguments when ``env`` is an id.
+  ``env_options`` are the task's keyword arguments when ``env`` is an id; ``episode_length``
+  among them is the horizon T, as in ``envs.make`` (``envs.registry.make_arguments``).
   """
   from jaxsafe import envs
 
   agent_spec = spec(name)
   check_names(name, agent_spec.config_cls, overrides)
   config = apply_overrides(config or agent_spec.config_cls(), overrides)
-  episode_length = getattr(config, "episode_length", None)
   if isinstance(env, str):
-    train_env = envs.make(env, num_envs=config.num_envs, auto_reset=agent_spec.auto_reset,
-                          episode_length=episode_length, **(env_options or {}))
+    try:
+      arguments = envs.registry.make_arguments(
+          env_options, num_envs=config.num_envs, auto_reset=agent_spec.auto_reset,
+          episode_length=getattr(config, "episode_length", None))
+    except ValueError as err:
+      raise ConfigError(str(err)) from None
+    train_env = envs.make(env, **arguments)
   elif env_options:
     raise ValueError("env_options apply to an env id; pass the options to envs.make instead")
   else:

@@ -31,7 +31,7 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0, env_id: str | None
   trained_on = envs.make(p.spec.env, **p.spec.env_options)
   if env_id is None:
     env_id, env_options = p.spec.env, p.spec.env_options
-  env = envs.make(env_id, num_envs=episodes, **(env_options or {}))
+  env = envs.make(env_id, **envs.registry.make_arguments(env_options, num_envs=episodes))
   for what in ("observation_size", "action_size"):
     if getattr(env, what) != getattr(trained_on, what):
       raise ValueError(f"cannot evaluate a policy of '{p.spec.env}' on '{env_id}': its "
