@@ -128,9 +128,12 @@ def test_model_k_step_error_falls_on_held_out_data(real_data):
     params, opt_state = train_steps(params, opt_state, jax.random.PRNGKey(10 + i))
     errors.append(float(k_step_error(params)))
   # With the env action as input (the dynamics are x' = x + 0.2 a) one round of 200 steps fits
-  # most of it; later rounds stay there (within noise) rather than diverge.
+  # most of it; later rounds stay there (within noise) rather than diverge. Measured over 12 init
+  # and training keys (offsets 0-9, 100, 200; XLA optimised and not, AMD EPYC): errors[1] /
+  # errors[0] 0.030-0.090, errors[-1] / min(errors[1:]) 1.00-1.18, errors[-1] / errors[0] <= 0.055.
   assert errors[1] < 0.2 * errors[0], errors
-  assert errors[-1] < 1.1 * min(errors[1:]), errors
+  assert errors[-1] < 1.5 * min(errors[1:]), errors
+  assert errors[-1] < 0.1 * errors[0], errors
 
 
 def test_imagined_rollout_follows_the_model_and_truncates_at_h(real_data):
