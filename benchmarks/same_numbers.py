@@ -1,6 +1,7 @@
 """Same numbers before and after a refactor: every agent's metrics on a short, seeded run.
 
-Each agent trains a few updates from seed 0 on a small batch (the runs below); the script saves
+Each agent trains a few updates from seed 0 on a small batch (the runs below: every algorithm of
+``jaxsafe list``, a few on two tasks); the script saves
 every metric of every update and the trained policy's deterministic actions on fixed
 observations, or compares them with a saved file (rtol 1e-5 by default):
 
@@ -34,6 +35,21 @@ RUNS = (
     ("mb-cgpo", "cruise", {"num_envs": 16, "model_updates": 10}, 4),
     ("shac-lag", "cruise", {"num_envs": 16}, 5),
     ("bptt-lag", "cruise", {"num_envs": 16}, 5),
+    ("pdo", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    ("appo", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    ("cup", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    ("trpo", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    ("trpo-lag", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    ("cpo", "cruise", {"num_envs": 8, "rollout_length": 50}, 4),
+    # Off-policy: past the warm-up within the run, small networks and batches.
+    ("cvpo", "cruise", {"num_envs": 8, "warmup_steps": 80, "batch_size": 32,
+                        "hidden_sizes": (32, 32)}, 4),
+    ("sac-lag", "cruise", {"num_envs": 8, "warmup_steps": 80, "batch_size": 32,
+                           "hidden_sizes": (32, 32)}, 4),
+    ("td3-lag", "cruise", {"num_envs": 8, "warmup_steps": 80, "batch_size": 32,
+                           "hidden_sizes": (32, 32)}, 4),
+    ("ddpg-lag", "cruise", {"num_envs": 8, "warmup_steps": 80, "batch_size": 32,
+                            "hidden_sizes": (32, 32)}, 4),
 )
 
 
