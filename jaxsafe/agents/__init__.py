@@ -40,7 +40,7 @@ _AGENTS: dict[str, _Entry] = {
     "trpo-lag": _Entry("trpo", "TRPOLagConfig", "make_trpo_lag", "TRPO with a gradient-ascent Lagrange multiplier (Ray et al. 2019)"),
     "cpo": _Entry("trpo", "CPOConfig", "make_cpo", "Constrained Policy Optimization: the trust-region step with a linearised cost constraint (Achiam et al. 2017)"),
     "cppo": _Entry("cppo", "CPPOConfig", "make_cppo", "EM on probability ratios: geometric E-step, ratio-matching M-step (Xuan et al. 2023)"),
-    "dyna-cppo": _Entry("dyna_cppo", "DynaCPPOConfig", "make_dyna_cppo", "CPPO plus a multi-step dynamics model and imagined rollouts (shared/papers/000, Alg. 1)"),
+    "dyna-cppo": _Entry("dyna_cppo", "DynaCPPOConfig", "make_dyna_cppo", "CPPO plus a multi-step dynamics model and imagined rollouts (the Dyna-CPPO specification, Alg. 1)"),
     "cgpo": _Entry("cgpo", "CGPOConfig", "make_cgpo", "gradients through the simulator, closed-form trust region (Dai et al. 2024)", False),
     "mb-cgpo": _Entry("mb_cgpo", "MBCGPOConfig", "make_mb_cgpo", "CGPO with gradients through a learned world model (Dai et al. 2024, App. F.4)", False),
     "shac-lag": _Entry("shac_lag", "SHACLagConfig", "make_shac_lag", "SHAC short-horizon gradients with a Lagrange multiplier (CGPO App. F.1)", False),

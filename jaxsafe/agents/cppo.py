@@ -1,8 +1,9 @@
 """CPPO and Dyna-CPPO: constrained RL as EM on probability ratios, with and without a model.
 
-The specification is ``shared/papers/000`` (its Sec. 1 summarises CPPO, Xuan et al. 2023; its
-Sec. 2 and Algorithm 1 define Dyna-CPPO). Our choices where it is silent are in
-docs/algorithms.md ("CPPO").
+CPPO is Xuan et al., "Constrained Proximal Policy Optimization" (2023), as summarised in
+Sec. 1 of the Dyna-CPPO specification, jaxsafe's design document for Dyna-CPPO (its Sec. 2 and
+Algorithm 1); equation numbers below are that specification's. Our choices where it is silent
+are in docs/algorithms.md ("CPPO").
 
 ``cppo``: one ``update`` collects a PPO-style batch of N = num_envs x rollout_length steps, takes
 GAE advantages A and A_c for reward and cost, then

@@ -1,5 +1,6 @@
-"""CVPO: constrained variational policy optimisation, off-policy EM (Liu et al. 2022,
-``shared/papers/001``; Algorithm 2 of App. B.1).
+"""CVPO: constrained variational policy optimisation, off-policy EM (Liu et al., "Constrained
+Variational Policy Optimization for Safe Reinforcement Learning", ICML 2022; Algorithm 2 of
+App. B.1).
 
 One ``update``:
 

@@ -1,6 +1,6 @@
 """Dyna-CPPO: CPPO plus a multi-step dynamics model and imagined rollouts.
 
-The specification is ``shared/papers/000``, Sec. 2 and Algorithm 1. One ``update``: the CPPO
+The specification is Sec. 2 and Algorithm 1 of the Dyna-CPPO specification (docs/algorithms.md). One ``update``: the CPPO
 update on a real batch (lines 2-3, ``agents.cppo.cppo_update``); the batch goes into a replay
 buffer (line 4); the dynamics model F_phi, with reward and cost heads, takes ``model_updates``
 Adam steps on the K-step loss of Eq. 5 (lines 5-6); imagined rollouts of H steps start from

@@ -1,5 +1,5 @@
 """SAC-Lag, TD3-Lag and DDPG-Lag: the off-policy Lagrangian baselines of the CVPO paper
-(``shared/papers/001``, Sec. 4.2), with the PID multiplier of Stooke, Achiam and Abbeel (2020).
+(Liu et al. 2022, Sec. 4.2), with the PID multiplier of Stooke, Achiam and Abbeel (2020).
 
 They share the buffer, critics, networks and update loop with ``cvpo`` (``agents/off_policy.py``);
 only the policy and its update differ. Each gradient step:

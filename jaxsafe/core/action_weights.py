@@ -1,5 +1,6 @@
-"""CVPO's E-step: weights over K sampled actions per state from a convex dual (Liu et al. 2022,
-``shared/papers/001``, Sec. 3.2, Theorem 1-2, App. A.2-A.3).
+"""CVPO's E-step: weights over K sampled actions per state from a convex dual (Liu et al.,
+"Constrained Variational Policy Optimization for Safe Reinforcement Learning", ICML 2022,
+Sec. 3.2, Theorem 1-2, App. A.2-A.3).
 
 For B states with K actions each sampled from the old policy pi_i, and critic values Q_r, Q_c
 [B, K], the E-step asks for the non-parametric q(.|s) that maximises E_q[Q_r] subject to

@@ -1,8 +1,9 @@
 """The E-step of CPPO: the best centred probability ratios of a batch, exact on the whole domain.
 
 Given a batch of N samples with reward advantages A and cost advantages A_c, CPPO's E-step
-(Xuan et al. 2023, as summarised in ``shared/papers/000``, Eq. 4a-4b) finds the centred ratio
-v_bar = q(a|s) / pi(a|s) - 1 that solves
+(Xuan et al., "Constrained Proximal Policy Optimization", 2023, as summarised in the
+Dyna-CPPO specification, Eq. 4a-4b) finds the centred ratio v_bar = q(a|s) / pi(a|s) - 1 that
+solves
 
     max_v  v.A    s.t.   v.A_c <= B,   |v|_2 <= R,   sum(v) = 0,   v >= f element-wise,     (P)
 

@@ -1,6 +1,6 @@
 """CVPO's M-step: a Gaussian policy fitted to weighted action samples under decoupled KL bounds
-(Liu et al. 2022, ``shared/papers/001``, App. B.1, Eq. 53-58; the decoupling is MPO's,
-Abdolmaleki et al. 2018).
+(Liu et al., "Constrained Variational Policy Optimization for Safe Reinforcement Learning",
+ICML 2022, App. B.1, Eq. 53-58; the decoupling is MPO's, Abdolmaleki et al. 2018).
 
 Given B states, K raw (pre-squash) actions per state sampled from the old policy pi_i and the
 E-step's weights q*(a_k | s_b) (``core.action_weights``), the M-step maximises the Lagrangian of

@@ -1,4 +1,4 @@
-"""Dyna-CPPO's data path (``shared/papers/000``, Algorithm 1): a replay buffer of real
+"""Dyna-CPPO's data path (the Dyna-CPPO specification, Algorithm 1): a replay buffer of real
 trajectory pieces, K-step segments sampled from it for Eq. 5, and imagined rollouts of a learned
 model for the agent to train on. All pure functions, jittable.
 

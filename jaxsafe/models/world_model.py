@@ -68,7 +68,7 @@ class WorldModel:
 
   def multi_step_loss(self, params, stats: normalize.RunningStats, batch: Transition,
                       weights: jax.Array) -> jax.Array:
-    """Dyna-CPPO's K-step loss (``shared/papers/000``, Eq. 5), with reward and cost terms.
+    """Dyna-CPPO's K-step loss (the Dyna-CPPO specification, Eq. 5), with reward and cost terms.
 
     From s_t the model is rolled open-loop through a_t .. a_{t+K-1}; at each k = 1..K
 
