@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jaxsafe import envs
 from jaxsafe.agents import on_policy, ppo
+from jaxsafe.agents.base import with_task_cost_limit
 from jaxsafe.core import distributions
 from jaxsafe.core.rollout import rollout
 
@@ -84,7 +85,7 @@ def main():
   args = parser.parse_args()
 
   env = envs.make(args.task, num_envs=NUM_ENVS, auto_reset=True)
-  config = on_policy.with_task_defaults(
+  config = with_task_cost_limit(
       ppo.PPOLagConfig(num_envs=NUM_ENVS, rollout_length=LENGTH, update_epochs=1,
                        num_minibatches=MINIBATCHES), env)
   base = on_policy.ActorCritic(env, config)

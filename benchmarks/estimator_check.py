@@ -24,6 +24,7 @@ def measure(task: str, hidden: str, normalize: str, args) -> None:
 
   from jaxsafe import envs
   from jaxsafe.agents import estimator_check as ec
+  from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
 
@@ -31,7 +32,8 @@ def measure(task: str, hidden: str, normalize: str, args) -> None:
   windows = [int(w) for w in args.windows.split(",")]
   config = SHACLagConfig(num_envs=args.envs, normalize_values=normalize == "True",
                          hidden_sizes=tuple(int(h) for h in hidden.split(",")))
-  fo = FirstOrder(envs.make(task, num_envs=args.envs), config, "check")
+  env = envs.make(task, num_envs=args.envs)
+  fo = FirstOrder(env, with_task_cost_limit(config, env), "check")
   k_init, k_pre, k_fit, k_check = jax.random.split(jax.random.PRNGKey(args.seed), 4)
   t0 = time.perf_counter()
   state, _ = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, args.pretrain))(fo.init(k_init),

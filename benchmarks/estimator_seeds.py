@@ -32,10 +32,12 @@ def task_cosines(task: str, seeds: list[int], args) -> list[tuple[float, float]]
   import jax
 
   from jaxsafe.agents import estimator_check as ec
+  from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
 
-  fo = FirstOrder(make_env(task, args.envs), SHACLagConfig(num_envs=args.envs), "check")
+  env = make_env(task, args.envs)
+  fo = FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=args.envs), env), "check")
   pretrain = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, args.pretrain))
   fit = jax.jit(lambda s, k: ec.fit_critics(fo, s, k, args.fits))
   agree = jax.jit(lambda s, k: ec.agreement(fo, s, k, batches=args.batches))

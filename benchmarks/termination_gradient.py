@@ -43,12 +43,13 @@ def main() -> None:
 
   from jaxsafe import envs
   from jaxsafe.agents import estimator_check as ec
+  from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
   from jaxsafe.core import trust_region
 
-  fo = FirstOrder(envs.make(args.task, num_envs=args.envs), SHACLagConfig(num_envs=args.envs),
-                  "check")
+  env = envs.make(args.task, num_envs=args.envs)
+  fo = FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=args.envs), env), "check")
   pretrain = jax.jit(lambda s, k: ec.pretrain_actor(fo, s, k, 30))
   fit = jax.jit(lambda s, k: ec.fit_critics(fo, s, k, args.fits))
 

@@ -133,6 +133,7 @@ def test_non_finite_gradient_stops_the_runner(cgpo_run):
   jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.params["actor"],
                          state.params["actor"])
   batched = {k: np.asarray(v, np.float64)[None, None] for k, v in metrics.items()}
-  bad = runner._first_nonfinite(batched, frozenset(agent.nan_metrics))
+  flags = runner.stop_flags(agent)
+  bad = runner._first_nonfinite(batched, frozenset(agent.nan_metrics), flags)
   assert bad is not None and bad[2] == "cgpo/trust_region_inputs_finite", bad
-  assert "trust-region sub-problem's inputs" in runner._divergence_reason(bad[2], bad[3])
+  assert "trust-region sub-problem's inputs" in runner._divergence_reason(bad[2], bad[3], flags)

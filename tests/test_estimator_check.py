@@ -27,6 +27,7 @@ from conftest import learning_seeds
 
 from jaxsafe import envs
 from jaxsafe.agents import estimator_check as ec
+from jaxsafe.agents.base import with_task_cost_limit
 from jaxsafe.agents.first_order import FirstOrder, ValueStats, _rescale_output
 from jaxsafe.agents.shac_lag import SHACLagConfig
 from jaxsafe.envs.control import TASKS, NoFallBalanceEnv
@@ -45,7 +46,7 @@ def checker(task: str, num_envs: int = NUM_ENVS) -> FirstOrder:
     env = training_stack(TimeLimit(NoFallBalanceEnv(), None), num_envs, False)
   else:
     env = envs.make(task, num_envs=num_envs)
-  return FirstOrder(env, SHACLagConfig(num_envs=num_envs), "check")
+  return FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=num_envs), env), "check")
 
 
 def test_value_rescaling_keeps_the_critics_state_dependence():

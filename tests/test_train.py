@@ -221,7 +221,7 @@ def test_divergence_names_the_latest_checkpoint_written(straight, tmp_path, monk
   calls = []
 
   def fail_at(n):
-    def first_nonfinite(metrics, may_be_nan=frozenset()):
+    def first_nonfinite(metrics, may_be_nan=frozenset(), flags=None):
       calls.append(None)
       return (0, 0, "params_finite", 0.0) if len(calls) == n else None
     return first_nonfinite

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from jaxsafe.agents.base import Agent, ConfigError, apply_overrides
+from jaxsafe.agents.base import Agent, ConfigError, apply_overrides, with_task_cost_limit
 from jaxsafe.envs.core import Env
 
 
@@ -68,7 +68,8 @@ def spec(name: str) -> AgentSpec:
   entry = _AGENTS[name]
   module = importlib.import_module(f"jaxsafe.agents.{entry.module}")
   builder = getattr(module, entry.builder)
-  return AgentSpec(getattr(module, entry.config), lambda env, cfg: builder(env, cfg, name),
+  return AgentSpec(getattr(module, entry.config),
+                   lambda env, cfg: builder(env, with_task_cost_limit(cfg, env), name),
                    entry.description, entry.auto_reset)
 
 

@@ -28,7 +28,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -75,6 +75,14 @@ def hparams_of(config):
     raise ConfigError(f"{type(config).__name__}: {', '.join(missing)} must be set before training")
   return dataclasses.replace(config, **{name: jnp.asarray(getattr(config, name), jnp.float32)
                                         for name in sweepable(config)})
+
+
+def with_task_cost_limit(config, env):
+  """``config`` with the task's cost limit b where it has none (``cost_limit=None``, the default
+  of every config): the one place where a task's b becomes an agent's."""
+  if config.cost_limit is not None:
+    return config
+  return dataclasses.replace(config, cost_limit=float(env.cost_limit))
 
 
 def _parse(name: str, kind: Any, text: Any) -> Any:
@@ -150,12 +158,6 @@ def apply_overrides(config, overrides: dict[str, Any]):
   return dataclasses.replace(config, **changes)
 
 
-def describe(config) -> list[tuple[str, Any, str, bool]]:
-  """(name, default, doc, sweepable) of every field, for ``jaxsafe list --verbose`` and docs."""
-  return [(f.name, getattr(config, f.name), f.metadata.get("doc", ""), bool(f.metadata.get("sweep")))
-          for f in dataclasses.fields(config)]
-
-
 class Agent(NamedTuple):
   """A training algorithm as pure functions over its state pytree (see module docstring)."""
 
@@ -170,3 +172,6 @@ class Agent(NamedTuple):
   #: metrics that may legitimately be NaN (e.g. a change measured against the previous
   #: iteration, at the first one); the runner's divergence check skips them.
   nan_metrics: tuple[str, ...] = ()
+  #: the algorithm's flag metrics (1 good, 0 bad) on which the runner stops, by full metric name,
+  #: with what a 0 means; checked ahead of the standard ``params_finite`` (they name the cause).
+  stop_flags: Mapping[str, str] = types.MappingProxyType({})

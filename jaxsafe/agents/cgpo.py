@@ -152,6 +152,11 @@ def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
   return solution, radius, recovery_weight, metrics
 
 
+def trust_region_flags(name: str) -> dict[str, str]:
+  """The flag on which the runner stops CGPO and MB-CGPO: the sub-problem's inputs were finite."""
+  return {f"{name}/trust_region_inputs_finite": trust_region.NOT_FINITE}
+
+
 def trust_region_init(config: TrustRegionFields) -> dict:
   """``FirstOrder.init``'s extra state of CGPO and MB-CGPO: the radius and, for the elastic
   recovery, its weight mu."""
@@ -195,4 +200,5 @@ def make_cgpo(env: Env, config: CGPOConfig, name: str = "cgpo") -> Agent:
 
   return Agent(name=name, config=fo.config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update,
-               nan_metrics=fo.nan_metrics + (f"{name}/rho", f"{name}/zeta"))
+               nan_metrics=fo.nan_metrics + (f"{name}/rho", f"{name}/zeta"),
+               stop_flags=trust_region_flags(name))

@@ -37,7 +37,6 @@ from jaxsafe.agents.on_policy import (
   OnPolicyConfig,
   OnPolicyState,
   step_metrics,
-  with_task_defaults,
 )
 from jaxsafe.core import ratio_region
 from jaxsafe.core.experience import Transition, finished_episode_means
@@ -121,9 +120,14 @@ def cppo_update(ac: ActorCritic, state: OnPolicyState, name: str):
   return state, {**metrics, **prefixed(name, step)}, data
 
 
+def e_step_flags(name: str) -> dict[str, str]:
+  """The flag on which the runner stops CPPO and Dyna-CPPO: the E-step's inputs were finite."""
+  return {f"{name}/e_step_inputs_finite": ratio_region.NOT_FINITE}
+
+
 def make_cppo(env: Env, config: CPPOConfig, name: str = "cppo") -> Agent:
   """Builds CPPO on ``env`` (vmapped over ``config.num_envs``, auto-resetting)."""
-  ac = ActorCritic(env, with_task_defaults(config, env))
+  ac = ActorCritic(env, config)
   return Agent(name=name, config=ac.config, env=env, init=ac.init,
                update=lambda state: cppo_update(ac, state, name)[:2], policy=ac.policy,
-               steps_per_update=ac.steps_per_update)
+               steps_per_update=ac.steps_per_update, stop_flags=e_step_flags(name))

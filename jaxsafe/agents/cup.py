@@ -28,7 +28,6 @@ from jaxsafe.agents.on_policy import (
   OnPolicyState,
   standardize,
   step_metrics,
-  with_task_defaults,
 )
 from jaxsafe.agents.ppo import (
   PPOConfig,
@@ -69,7 +68,6 @@ def projection_loss(ac: ActorCritic, actor, stats, batch: dict, multiplier: jax.
 
 
 def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
-  config = with_task_defaults(config, env)
   ac = ActorCritic(env, config)
 
   def init(key: jax.Array, hparams=None) -> OnPolicyState:

@@ -37,7 +37,6 @@ from jaxsafe.agents.off_policy import (
   OffPolicyState,
   cost_threshold,
   polyak,
-  with_task_defaults,
 )
 from jaxsafe.core import action_weights, replay, weighted_fit
 from jaxsafe.envs.core import Env
@@ -89,7 +88,6 @@ def action_penalty_weights(raw_actions, kl_bound, eta_init, iterations: int):
 
 
 def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
-  config = with_task_defaults(config, env)
   off = OffPolicy(env, config, config.min_std)
   K, M = config.num_action_samples, config.m_step_iterations
   actor_tx = lambda hp: optax.adam(hp.actor_learning_rate)

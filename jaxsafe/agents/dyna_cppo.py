@@ -17,8 +17,8 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, config, hparam, hparams_of, static
-from jaxsafe.agents.cppo import CPPOConfig, cppo_step, cppo_update
-from jaxsafe.agents.on_policy import ActorCritic, OnPolicyState, with_task_defaults
+from jaxsafe.agents.cppo import CPPOConfig, cppo_step, cppo_update, e_step_flags
+from jaxsafe.agents.on_policy import ActorCritic, OnPolicyState
 from jaxsafe.core import replay
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
@@ -54,7 +54,6 @@ class DynaState:
 
 
 def make_dyna_cppo(env: Env, config: DynaCPPOConfig, name: str = "dyna-cppo") -> Agent:
-  config = with_task_defaults(config, env)
   ac = ActorCritic(env, config)
   K, H, M = config.model_horizon, config.imagined_horizon, config.imagined_starts
   if K > config.rollout_length:
@@ -122,4 +121,5 @@ def make_dyna_cppo(env: Env, config: DynaCPPOConfig, name: str = "dyna-cppo") ->
                                                   "imagined_step_cost", "imagined_case"))
   return Agent(name=name, config=config, env=env, init=init, update=update,
                policy=lambda state, *args, **kw: ac.policy(state.agent, *args, **kw),
-               steps_per_update=ac.steps_per_update, nan_metrics=nan_metrics)
+               steps_per_update=ac.steps_per_update, nan_metrics=nan_metrics,
+               stop_flags=e_step_flags(name))

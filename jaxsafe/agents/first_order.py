@@ -162,8 +162,6 @@ class FirstOrder:
                         f"which learns a world model")
     horizon = int(config.episode_length or env.episode_length)
     config = dataclasses.replace(config, episode_length=horizon)
-    if config.cost_limit is None:
-      config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
     self.has_critics = isinstance(config, CriticFields)
     self.window = config.short_horizon if self.has_critics else horizon
     if self.window > horizon:

@@ -14,7 +14,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.cgpo import CGPOConfig, trust_region_init, trust_region_update
+from jaxsafe.agents.cgpo import (
+  CGPOConfig,
+  trust_region_flags,
+  trust_region_init,
+  trust_region_update,
+)
 from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
 from jaxsafe.core import replay
 from jaxsafe.core.experience import Transition, flatten_steps
@@ -92,4 +97,5 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
 
   return Agent(name=name, config=config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update,
-               nan_metrics=fo.nan_metrics + (f"{name}/rho", f"{name}/zeta"))
+               nan_metrics=fo.nan_metrics + (f"{name}/rho", f"{name}/zeta"),
+               stop_flags=trust_region_flags(name))

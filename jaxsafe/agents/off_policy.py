@@ -20,7 +20,6 @@ discounted Q_c by spreading it evenly over the episode: eps_1 = (b / T) (1 - gam
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -93,12 +92,6 @@ def cost_threshold(cost_limit, gamma, episode_length: int):
 def polyak(target, online, rho):
   """Eq. 59: target <- rho target + (1 - rho) online."""
   return optax.incremental_update(online, target, step_size=1.0 - rho)
-
-
-def with_task_defaults(config: OffPolicyConfig, env: Env) -> OffPolicyConfig:
-  if config.cost_limit is None:
-    config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
-  return config
 
 
 class OffPolicy:

@@ -40,7 +40,6 @@ from jaxsafe.agents.off_policy import (
   OffPolicyState,
   cost_threshold,
   polyak,
-  with_task_defaults,
 )
 from jaxsafe.core import distributions, lagrange, replay
 from jaxsafe.core.experience import ActionSample
@@ -211,16 +210,13 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
 
 
 def make_sac_lag(env: Env, config: SACLagConfig, name: str = "sac-lag") -> Agent:
-  config = with_task_defaults(config, env)
   return _make(env, config, name, SquashedGaussian(env, config))
 
 
 def make_td3_lag(env: Env, config: TD3LagConfig, name: str = "td3-lag") -> Agent:
-  config = with_task_defaults(config, env)
   return _make(env, config, name, Deterministic(env, config, reward_critics=2, smoothing=True),
                config.policy_delay)
 
 
 def make_ddpg_lag(env: Env, config: DDPGLagConfig, name: str = "ddpg-lag") -> Agent:
-  config = with_task_defaults(config, env)
   return _make(env, config, name, Deterministic(env, config, reward_critics=1, smoothing=False))

@@ -18,7 +18,6 @@ the whole batch (an advantage, CPPO's E-step ratios).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -103,22 +102,15 @@ def optimizer(hp: OnPolicyConfig) -> optax.GradientTransformation:
                      optax.adam(hp.learning_rate, eps=1e-5))
 
 
-def with_task_defaults(config: OnPolicyConfig, env: Env) -> OnPolicyConfig:
-  """``config`` with the task's cost limit filled in, validated against the batch layout."""
-  batch_size = config.num_envs * config.rollout_length
-  if batch_size % config.num_minibatches:
-    raise ConfigError(f"num_envs * rollout_length = {batch_size} is not divisible by "
-                      f"num_minibatches = {config.num_minibatches}")
-  if config.cost_limit is None:
-    config = dataclasses.replace(config, cost_limit=float(env.cost_limit))
-  return config
-
-
 class ActorCritic:
   """A Gaussian actor and reward/cost critics on normalised observations, with the shared
   on-policy stages as pure functions of the agent state (see the module docstring)."""
 
   def __init__(self, env: Env, config: OnPolicyConfig):
+    batch_size = config.num_envs * config.rollout_length
+    if batch_size % config.num_minibatches:
+      raise ConfigError(f"num_envs * rollout_length = {batch_size} is not divisible by "
+                        f"num_minibatches = {config.num_minibatches}")
     self.env, self.config = env, config
     self.actor = GaussianActor(env.action_size, config.hidden_sizes, config.activation)
     self.critic = (TwoHeadCritic if config.shared_critic else Critic)(config.hidden_sizes,

@@ -41,7 +41,6 @@ from jaxsafe.agents.on_policy import (
   PolicyLoss,
   standardize,
   step_metrics,
-  with_task_defaults,
 )
 from jaxsafe.core import lagrange
 from jaxsafe.core.experience import finished_episode_means
@@ -168,7 +167,6 @@ def make_ppo(env: Env, config: PPOConfig, name: str = "ppo",
   """Builds PPO on ``env`` (vmapped, auto-resetting); with a ``multiplier_step`` (``ascent_step``
   or ``pid_step``) the advantage is the Lagrangian one, or with ``augmented`` APPO's pair of
   targets for ``appo_loss``; ``kl_early_stop`` stops the SGD epochs at ``hp.target_kl``."""
-  config = with_task_defaults(config, env)
   ac = ActorCritic(env, config)
 
   def init(key: jax.Array, hparams=None) -> OnPolicyState:

@@ -43,7 +43,6 @@ from jaxsafe.agents.on_policy import (
   OnPolicyState,
   standardize,
   step_metrics,
-  with_task_defaults,
 )
 from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage, step_unless_unmeasured
 from jaxsafe.core import distributions, trust_region
@@ -148,7 +147,6 @@ def policy_step(ac: ActorCritic, actor, stats, batch: dict, violation: jax.Array
 def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool = False,
               constrained: bool = False) -> Agent:
   """Builds ``trpo``; ``lagrangian`` makes it ``trpo-lag``, ``constrained`` ``cpo``."""
-  config = with_task_defaults(config, env)
   ac = ActorCritic(env, config)
 
   def init(key: jax.Array, hparams=None) -> OnPolicyState:

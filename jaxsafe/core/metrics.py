@@ -11,6 +11,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+#: the flag metric every agent reports (1 good, 0 bad), and what a 0 means.
+STANDARD_FLAGS = {"params_finite": "the parameters are not finite"}
+
 
 def all_finite(tree: Any) -> jax.Array:
   """1.0 when every leaf of ``tree`` is finite, else 0.0 (a flag metric: the runner stops on 0)."""

@@ -58,6 +58,9 @@ import numpy as np
 
 RECOVERY, INTERIOR, BOUNDARY = 0, 1, 2
 CASE_NAMES = ("recovery", "interior", "boundary")
+#: what an agent's flag of the E-step's ``ok`` at 0 means (the runner's divergence message).
+NOT_FINITE = ("the E-step's inputs (advantages, budget or radius) were not finite, so no step "
+              "was taken")
 
 
 class Solution(NamedTuple):

@@ -44,7 +44,7 @@ Algorithm 2 is defined, and a finite answer where it is not. Degenerate inputs:
 Non-finite inputs (NaN or inf in g, q, c or delta) and a negative delta give the zero step with
 ``ok = False`` (case RECOVERY, multipliers and predictions 0) instead of a step computed from
 garbage; a concrete negative delta raises ``ValueError``. The agents report ``ok`` as a metric
-that stops training (``cgpo/trust_region_inputs_finite``).
+that stops training (``cgpo/trust_region_inputs_finite``, meaning ``NOT_FINITE``).
 
 Classification compares |c| / |q| with sqrt(delta), which is c^2 / q.q > delta without the
 overflow of squaring. Norms are taken after scaling by the largest entry, so no intermediate
@@ -66,6 +66,9 @@ RECOVERY = 0
 FEASIBLE = 1
 PARTIAL = 2
 CASE_NAMES = ("recovery", "feasible", "partial")
+#: what an agent's flag of ``Solution.ok`` at 0 means (the runner's divergence message).
+NOT_FINITE = ("the trust-region sub-problem's inputs (g, q, c or the radius) were not finite, so "
+              "no step was taken")
 
 
 @struct.dataclass

@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxsafe import agents
 from jaxsafe.agents.base import Agent, ConfigError, apply_overrides, hparams_of, sweepable
+from jaxsafe.core.metrics import STANDARD_FLAGS
 from jaxsafe.train.checkpoints import Checkpointer
 from jaxsafe.train.logger import RunLogger
 
@@ -161,7 +162,7 @@ def compile_chunk(agent: Agent, states, length: int):
 
   def one_run(states):
     # A single run is indexed rather than vmapped: under vmap a lax.cond whose predicate is
-    # batched runs both branches, which would refill VmapAutoReset's reset pool on every step.
+    # batched runs both branches, so an env's reset branch would be computed on every step.
     out = chunk(jax.tree_util.tree_map(lambda x: x[0], states))
     return jax.tree_util.tree_map(lambda x: x[None], out)
 
@@ -172,39 +173,32 @@ def compile_chunk(agent: Agent, states, length: int):
   return jax.jit(program, donate_argnums=0, **kw).lower(states).compile()
 
 
-#: flag metrics (1 good, 0 bad), by the name after any "agent/" prefix, and what a 0 means; in
-#: order of precedence when several fail at once (a solver's inputs before the parameters).
-FLAG_METRICS = {
-    "trust_region_inputs_finite": "the trust-region sub-problem's inputs (g, q, c or the radius) "
-                                  "were not finite, so no step was taken",
-    "e_step_inputs_finite": "the E-step's inputs (advantages, budget or radius) were not finite, "
-                            "so no step was taken",
-    "params_finite": "the parameters are not finite",
-}
+def stop_flags(agent: Agent) -> dict[str, str]:
+  """The flag metrics (1 good, 0 bad) the runner stops on, with what a 0 means, in order of
+  precedence when several fail at once: the agent's own (a solver's inputs) before the
+  standard ``params_finite``."""
+  return {**agent.stop_flags, **STANDARD_FLAGS}
 
 
-def _flag(name: str) -> str | None:
-  return FLAG_METRICS.get(name.rsplit("/", 1)[-1])
-
-
-def _divergence_reason(name: str, value) -> str:
+def _divergence_reason(name: str, value, flags: dict[str, str]) -> str:
   """The end of the divergence message for metric ``name`` at ``value``."""
-  flag = _flag(name)
-  return f"metric '{name}' is {value}" + (f" ({flag})" if flag else "")
+  return f"metric '{name}' is {value}" + (f" ({flags[name]})" if name in flags else "")
 
 
-def _first_nonfinite(metrics: dict[str, np.ndarray], may_be_nan=frozenset()):
+def _first_nonfinite(metrics: dict[str, np.ndarray], may_be_nan=frozenset(), flags=None):
   """(iteration index, run index, metric name, value) of the first bad entry, or None.
 
-  A non-finite value, or a 0 in a flag metric (``FLAG_METRICS``). At the same iteration a flag
-  wins, since it names the cause (the other metrics are then NaN because of it)."""
+  A non-finite value, or a 0 in a flag metric (``flags``, by default the standard ones). At the
+  same iteration a flag wins, since it names the cause (the other metrics are then NaN because
+  of it)."""
+  flags = STANDARD_FLAGS if flags is None else flags
   worst = None
-  order = list(FLAG_METRICS)
+  order = list(flags)
   for name, values in sorted(metrics.items(), key=lambda kv: (
-      order.index(kv[0].rsplit("/", 1)[-1]) if _flag(kv[0]) else len(order))):
+      order.index(kv[0]) if kv[0] in flags else len(order))):
     if name in MAY_BE_NAN or name in may_be_nan:
       continue
-    bad = ~np.isfinite(values) if _flag(name) is None else ~(values >= 0.5)
+    bad = ~np.isfinite(values) if name not in flags else ~(values >= 0.5)
     if bad.any():
       runs, iters = np.nonzero(bad)
       i = int(iters.min())
@@ -344,6 +338,7 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
   checkpointer = Checkpointer(run_dir)
   runs, per_update = len(p.labels), p.agent.steps_per_update
   compiled: dict[int, Any] = {}
+  flags = stop_flags(p.agent)
   compile_s = train_s = 0.0
   history: dict[str, list[np.ndarray]] = {}
   bar = tqdm(total=p.num_iterations, initial=start, disable=not progress, unit="it",
@@ -362,7 +357,7 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
       new_states, metrics = compiled[length](states)
       metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
       elapsed = time.perf_counter() - t0
-      bad = _first_nonfinite(metrics, frozenset(p.agent.nan_metrics))
+      bad = _first_nonfinite(metrics, frozenset(p.agent.nan_metrics), flags)
       if bad is not None:
         i, r, name, value = bad
         if i:
@@ -371,7 +366,8 @@ def _train(p: Plan, states, start: int, run_dir: str, progress: bool) -> dict:
                 if saved is not None else f"no checkpoint was written yet in {run_dir}")
         raise TrainingDiverged(
             f"training diverged at iteration {iteration + i + 1} (seed {p.labels[r]['seed']}, "
-            f"setting {p.labels[r]['setting']}): {_divergence_reason(name, value)}; {kept}")
+            f"setting {p.labels[r]['setting']}): {_divergence_reason(name, value, flags)}; "
+            f"{kept}")
       states = new_states
       iteration += length
       train_s += elapsed
@@ -422,7 +418,7 @@ def _summary(p: Plan, history, iteration, start, compile_s, train_s) -> dict:
                    "final_episode_cost": float(full["episode_cost"][r, -1]),
                    "last10pct_episode_return": _nanmean(full["episode_return"][r, -tail:]),
                    "last10pct_episode_cost": _nanmean(full["episode_cost"][r, -tail:]),
-                   "cost_limit": float(full["cost_limit"][r, -1])})
+                   "cost_limit": float(np.asarray(p.hparams.cost_limit)[r])})
   env_steps = trained * p.agent.steps_per_update * len(p.labels)
   return {"algo": p.spec.algo, "env": p.spec.env, "iterations": iteration,
           "env_steps_per_run": iteration * p.agent.steps_per_update,
