@@ -16,7 +16,7 @@ import jax
 
 from jaxsafe import agents
 from jaxsafe.agents import cppo
-from jaxsafe.core import ratio_region
+from jaxsafe.solvers import ratio_region
 
 
 def _time_update(label, calls=20):

@@ -53,9 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsafe import agents, envs
-from jaxsafe.core import distributions, normalize, returns, short_horizon, trust_region
+from jaxsafe.core import distributions, normalize, returns, short_horizon
 from jaxsafe.core.experience import Transition
 from jaxsafe.core.networks import GaussianActor
+from jaxsafe.solvers import trust_region
 
 ENV_ID = "function"
 

@@ -46,7 +46,7 @@ def main() -> None:
   from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
-  from jaxsafe.core import trust_region
+  from jaxsafe.solvers import trust_region
 
   env = envs.make(args.task, num_envs=args.envs)
   fo = FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=args.envs), env), "check")

@@ -55,8 +55,9 @@ import gbe_vs_abe
 from gbe_vs_abe import Policy, relative_error
 
 from jaxsafe import envs
-from jaxsafe.core import short_horizon, trust_region
+from jaxsafe.core import short_horizon
 from jaxsafe.core.experience import Transition
+from jaxsafe.solvers import trust_region
 
 ENV_ID = gbe_vs_abe.ENV_ID
 ESTIMATORS = ("zobg", "zobg_b", "fobg")

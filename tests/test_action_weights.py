@@ -1,4 +1,4 @@
-"""CVPO's E-step (``jaxsafe.core.action_weights``) against an independent float64 solver.
+"""CVPO's E-step (``jaxsafe.solvers.action_weights``) against an independent float64 solver.
 
 Random Q tables of B states x K sampled actions (B up to 256, K up to 64) in four families:
 generic; Q_c constant across each state's actions (the dual is linear in lambda); Q_r proportional
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from jaxsafe.core import action_weights as aw
+from jaxsafe.solvers import action_weights as aw
 
 SHAPES = ((1, 4), (7, 16), (64, 64), (256, 64), (256, 8))
 FAMILIES = ("generic", "constant_cost", "proportional", "infeasible")

@@ -17,7 +17,8 @@ import pytest
 from jaxsafe import agents
 from jaxsafe.agents import cgpo, cppo, ppo, shac_lag
 from jaxsafe.agents.first_order import PreviousStep
-from jaxsafe.core import lagrange, trust_region
+from jaxsafe.core import lagrange
+from jaxsafe.solvers import trust_region
 
 SQRT_HALF = np.sqrt(0.5)
 

@@ -9,7 +9,7 @@ import pytest
 
 from jaxsafe import agents
 from jaxsafe.agents.base import ConfigError
-from jaxsafe.core import trust_region
+from jaxsafe.solvers import trust_region
 
 SMALL = {"num_envs": 8, "hidden_sizes": (16, 16), "critic_epochs": 1, "critic_minibatches": 4}
 

@@ -1,4 +1,4 @@
-"""``core.natural_gradient`` against dense linear algebra on a small Gaussian policy (issue 15,
+"""``solvers.natural_gradient`` against dense linear algebra on a small Gaussian policy (issue 15,
 acceptance 1): the Fisher-vector product equals the dense Fisher (the KL's Hessian) times the
 vector, and conjugate gradient solves (F + damping I) x = g to 1e-6 relative residual, like a
 dense solve. In float64, so that the comparison measures the method and not float32 rounding."""
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxsafe.core.natural_gradient import (
+from jaxsafe.core.networks import GaussianActor
+from jaxsafe.solvers.natural_gradient import (
   backtracking_line_search,
   conjugate_gradient,
   fisher_vector_product,
 )
-from jaxsafe.core.networks import GaussianActor
 
 DAMPING = 0.1
 

@@ -1,4 +1,4 @@
-"""Tests for ``jaxsafe.core.ratio_region``: CPPO's E-step (Eq. 4a-4b).
+"""Tests for ``jaxsafe.solvers.ratio_region``: CPPO's E-step (Eq. 4a-4b).
 
 Random advantages for N from 8 to 4096, with budgets from "must cut cost hard" to "slack", radii
 small and large (large ones make v_bar > -1 bind), and degenerate advantages (A_c = 0, A parallel
@@ -14,7 +14,7 @@ import pytest
 from conftest import one_blas_thread
 from scipy import optimize
 
-from jaxsafe.core import ratio_region as rr
+from jaxsafe.solvers import ratio_region as rr
 
 MIN_RATIO = 0.05
 _E_STEP = jax.jit(rr.e_step)

@@ -1,5 +1,5 @@
-"""CPPO's E-step (``jaxsafe.core.ratio_region``) and CGPO's trust-region sub-problem
-(``jaxsafe.core.trust_region``) against independent float64 solutions; the sub-problem's sweep is
+"""CPPO's E-step (``jaxsafe.solvers.ratio_region``) and CGPO's trust-region sub-problem
+(``jaxsafe.solvers.trust_region``) against independent float64 solutions; the sub-problem's sweep is
 described above its code, further down.
 
 E-step: random instances of Eq. 4a-4b bucketed by N (2 ... 4096; one vmapped, jitted ``e_step``
@@ -28,8 +28,8 @@ import pytest
 from conftest import one_blas_thread
 from scipy import optimize
 
-from jaxsafe.core import ratio_region as rr
-from jaxsafe.core import trust_region as tr
+from jaxsafe.solvers import ratio_region as rr
+from jaxsafe.solvers import trust_region as tr
 
 _E_STEP = jax.jit(jax.vmap(lambda a, c, b, r, m, rec: rr.e_step(a, c, b, r, m, recover=rec)))
 FAMILIES = ("generic",) * 6 + ("parallel", "anti", "no_cost", "no_reward", "ties", "recover")
@@ -270,7 +270,7 @@ def test_e_step_matches_references_full(dtype):
   _sweep(SIZES_SLOW, dtype, seed=1000)
 
 
-# --- CGPO's trust-region sub-problem (jaxsafe.core.trust_region) -------------------------------
+# --- CGPO's trust-region sub-problem (jaxsafe.solvers.trust_region) -------------------------------
 #
 # max_d g.d s.t. c + q.d <= 0, d.d <= delta, on random instances bucketed by N (one vmapped,
 # jitted ``solve`` per size and dtype), delta from 1e-8 to 1e2, |g|, |q| scaled by 1e-6 ... 1e3,

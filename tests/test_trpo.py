@@ -15,7 +15,8 @@ from jaxsafe import envs
 from jaxsafe.agents.base import hparams_of
 from jaxsafe.agents.on_policy import ActorCritic
 from jaxsafe.agents.trpo import CPOConfig, policy_step
-from jaxsafe.core import distributions, trust_region
+from jaxsafe.core import distributions
+from jaxsafe.solvers import trust_region
 
 #: c / c*, c* = sqrt(2 delta s) the boundary of the infeasible case: both sides, near and far.
 C_FRACTIONS = np.array([-2.0, -0.5, 0.0, 0.5, 0.9, 1.1, 2.0])

@@ -1,4 +1,4 @@
-"""Tests for ``jaxsafe.core.trust_region``: the CGPO sub-problem (Eq. 10) against scipy's SLSQP.
+"""Tests for ``jaxsafe.solvers.trust_region``: the CGPO sub-problem (Eq. 10) against scipy's SLSQP.
 
 One batch of random instances (generic ones and degenerate families: q = 0, g = 0, g parallel
 and anti-parallel to q, c = 0, tiny delta, dimension 1, extreme scales), padded with zeros to a
@@ -16,7 +16,7 @@ import pytest
 from conftest import one_blas_thread
 from scipy import optimize
 
-from jaxsafe.core import trust_region as tr
+from jaxsafe.solvers import trust_region as tr
 
 DIM = 50
 _SOLVE = jax.jit(jax.vmap(tr.solve))

@@ -1,4 +1,4 @@
-"""CVPO's M-step (``jaxsafe.core.weighted_fit``): the decoupled KLs, and an M-step on an E-step's
+"""CVPO's M-step (``jaxsafe.solvers.weighted_fit``): the decoupled KLs, and an M-step on an E-step's
 weights that keeps both KLs within their bounds while the weighted log-likelihood rises."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxsafe.core import action_weights, weighted_fit
 from jaxsafe.core.networks import GaussianActor
+from jaxsafe.solvers import action_weights, weighted_fit
 
 #: the authors' M-step settings (liuzuxin/cvpo-safe-rl, script/config/config_cvpo.yaml)
 HP = SimpleNamespace(kl_mean_bound=0.001, kl_cov_bound=0.001, mean_dual_lr=1.0, cov_dual_lr=100.0,

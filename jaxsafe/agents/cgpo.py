@@ -9,7 +9,7 @@ Dai et al. (2024), Algorithm 1. One ``update``:
    rho_k (measured over predicted change of J_R) and the toleration ratio
    zeta_k = |b - J_C(theta_{k+1})| / |J_C(theta_{k+1}) - J_C(theta_k)|, both evaluated when
    theta_{k+1}'s episodes are measured, i.e. at the start of iteration k+1; then the sub-problem
-   of Eq. 10 with c_k = J_C - b in closed form (``core.trust_region``: Theorem 5.1,
+   of Eq. 10 with c_k = J_C - b in closed form (``solvers.trust_region``: Theorem 5.1,
    Corollary 5.2, Algorithm 2). Where no point of the ball is feasible, ``recovery="paper"``
    (default) steps along -q (Eq. 33); ``recovery="elastic"`` takes the exact-penalty step
    d ~ u - mu v (u, v the unit g and q) with an adaptive weight mu (``recovery_weight_update``),
@@ -39,10 +39,10 @@ from jaxsafe.agents.first_order import (
   FirstOrderState,
   PreviousStep,
 )
-from jaxsafe.core import trust_region
 from jaxsafe.core.experience import Transition
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
+from jaxsafe.solvers import trust_region
 
 _TINY = 1e-12
 #: the infeasible-case steps: Eq. 33 as published, or the elastic (exact-penalty) step.
@@ -100,7 +100,7 @@ def recovery_weight_update(weight, hp, previous: PreviousStep, episode_return, e
   When J_C fell, mu stays. After an iteration that started feasible mu returns to
   ``recovery_weight_init``, so each return into the infeasible region starts from the same weight;
   before the first measurement it stays. No per-task scale: mu weighs unit vectors
-  (``core.trust_region``). (An earlier rule grew mu when q predicted the cost change and shrank
+  (``solvers.trust_region``). (An earlier rule grew mu when q predicted the cost change and shrank
   it when the cost rose against the prediction; at a saturated return it shrank mu while the
   return-seeking step drove J_C up: docs/algorithms.md, "Infeasible starts".)"""
   cost_rose = episode_cost - previous.episode_cost > 0

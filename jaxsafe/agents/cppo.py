@@ -8,7 +8,7 @@ are in docs/algorithms.md ("CPPO").
 ``cppo``: one ``update`` collects a PPO-style batch of N = num_envs x rollout_length steps, takes
 GAE advantages A and A_c for reward and cost, then
 
-- E-step (Eq. 4a-4b, ``jaxsafe.core.ratio_region.e_step``): the centred ratios v_bar of the batch
+- E-step (Eq. 4a-4b, ``jaxsafe.solvers.ratio_region.e_step``): the centred ratios v_bar of the batch
   that maximise v_bar.A subject to v_bar.A_c <= N d', |v_bar|_2 <= R, mean(v_bar) = 0 and
   v_bar > -1, where d' = (1 - gamma)(b - J_c) is Eq. 2b's cost budget per step (J_c the batch's
   measured episode cost, b the limit) and R = sqrt(2 N delta) turns the KL bound
@@ -38,11 +38,11 @@ from jaxsafe.agents.on_policy import (
   OnPolicyState,
   step_metrics,
 )
-from jaxsafe.core import ratio_region
 from jaxsafe.core.experience import Transition, finished_episode_means
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
+from jaxsafe.solvers import ratio_region
 
 
 @config

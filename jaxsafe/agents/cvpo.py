@@ -8,12 +8,12 @@ One ``update``:
 2. ``gradient_steps`` times, once the warm-up is over (lines 4-20):
    - a batch of B transitions; one Adam step of the reward and cost critics on Eq. 49-52;
    - E-step: K actions per state sampled from the current policy pi_i, scored by the target
-     critics; the convex dual of Eq. 9 solved for (eta*, lambda*) (``core.action_weights``, warm
+     critics; the convex dual of Eq. 9 solved for (eta*, lambda*) (``solvers.action_weights``, warm
      started from the last step's answer) and q* of Eq. 8 as weights over the K actions; with
      ``action_penalization`` (ours, MO-MPO's), a second solve of the same dual on
      Q_penalty = -|a - clip(a)|^2 with its own KL bound, and q* replaced by the mixture of the two;
    - M-step: the policy fitted to q* by weighted maximum likelihood under the decoupled mean and
-     covariance KL bounds of Eq. 53-58 (``core.weighted_fit``), M inner steps;
+     covariance KL bounds of Eq. 53-58 (``solvers.weighted_fit``), M inner steps;
    - Polyak averaging of the critics' targets (Eq. 59).
 
 The cost threshold of the E-step is the episode limit b as a bound on the discounted Q_c
@@ -38,8 +38,9 @@ from jaxsafe.agents.off_policy import (
   cost_threshold,
   polyak,
 )
-from jaxsafe.core import action_weights, replay, weighted_fit
+from jaxsafe.core import replay
 from jaxsafe.envs.core import Env
+from jaxsafe.solvers import action_weights, weighted_fit
 
 
 @config

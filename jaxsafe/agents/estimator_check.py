@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
-from jaxsafe.core import short_horizon, trust_region
+from jaxsafe.core import short_horizon
+from jaxsafe.solvers import trust_region
 
 
 def pretrain_actor(fo: FirstOrder, state: FirstOrderState, key: jax.Array, iterations: int,

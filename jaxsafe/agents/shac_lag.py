@@ -23,9 +23,10 @@ from jaxsafe.agents.first_order import (
   FirstOrderState,
   adam,
 )
-from jaxsafe.core import lagrange, trust_region
+from jaxsafe.core import lagrange
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
+from jaxsafe.solvers import trust_region
 
 
 @config

@@ -12,7 +12,7 @@
 
   g and b the gradients of the reward and cost surrogates, c the constraint value. Its dual
   (Sec. 6.1, in the scalars q = g^T F^-1 g, r = g^T F^-1 b, s = b^T F^-1 b) is solved in closed
-  form by ``core.trust_region.solve_in_metric``, the solver CGPO uses, in the Fisher metric; when
+  form by ``solvers.trust_region.solve_in_metric``, the solver CGPO uses, in the Fisher metric; when
   no point of the trust region is feasible (c > 0 and c^2 / s > 2 delta) it takes the recovery
   step -sqrt(2 delta / s) F^-1 b (Sec. 6.2). The line search then asks the cost surrogate not to
   rise by more than max(-c, 0), the reward surrogate to improve (not in recovery) and the KL to
@@ -45,16 +45,17 @@ from jaxsafe.agents.on_policy import (
   step_metrics,
 )
 from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage, step_unless_unmeasured
-from jaxsafe.core import distributions, trust_region
+from jaxsafe.core import distributions
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.natural_gradient import (
+from jaxsafe.core.rollout import rollout
+from jaxsafe.envs.core import Env
+from jaxsafe.solvers import trust_region
+from jaxsafe.solvers.natural_gradient import (
   backtracking_line_search,
   conjugate_gradient,
   fisher_vector_product,
 )
-from jaxsafe.core.rollout import rollout
-from jaxsafe.envs.core import Env
 
 
 @config

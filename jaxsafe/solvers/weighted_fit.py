@@ -3,7 +3,7 @@
 ICML 2022, App. B.1, Eq. 53-58; the decoupling is MPO's, Abdolmaleki et al. 2018).
 
 Given B states, K raw (pre-squash) actions per state sampled from the old policy pi_i and the
-E-step's weights q*(a_k | s_b) (``core.action_weights``), the M-step maximises the Lagrangian of
+E-step's weights q*(a_k | s_b) (``solvers.action_weights``), the M-step maximises the Lagrangian of
 Eq. 54,
 
     L(theta, beta_mu, beta_Sigma) = E_s sum_k q*_k [log N(a_k; mu_theta, Sigma_i) + log N(a_k; mu_i, Sigma_theta)]
