@@ -1,5 +1,5 @@
 """The short-horizon gradient against BPTT's, swept over critic training, window and critic size
-(issue 17; ``jaxsafe/agents/estimator_check.py``, docs/benchmarks.md).
+(issue 17; ``jaxsafe/studies/estimator_check.py``, docs/benchmarks.md).
 
 Per task: a fixed policy (``--pretrain`` iterations of unconstrained BPTT from the initial one),
 then the critics of shac-lag fitted on ``--fits`` iterations of its episodes, with the cosine and
@@ -23,10 +23,10 @@ def measure(task: str, hidden: str, normalize: str, args) -> None:
   import jax
 
   from jaxsafe import envs
-  from jaxsafe.agents import estimator_check as ec
   from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
+  from jaxsafe.studies import estimator_check as ec
 
   fits = [int(f) for f in args.fits.split(",")]
   windows = [int(w) for w in args.windows.split(",")]

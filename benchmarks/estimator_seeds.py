@@ -31,10 +31,10 @@ def task_cosines(task: str, seeds: list[int], args) -> list[tuple[float, float]]
   """(cos g, cos q) per seed on ``task``."""
   import jax
 
-  from jaxsafe.agents import estimator_check as ec
   from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
+  from jaxsafe.studies import estimator_check as ec
 
   env = make_env(task, args.envs)
   fo = FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=args.envs), env), "check")

@@ -42,11 +42,11 @@ def main() -> None:
   import jax.numpy as jnp
 
   from jaxsafe import envs
-  from jaxsafe.agents import estimator_check as ec
   from jaxsafe.agents.base import with_task_cost_limit
   from jaxsafe.agents.first_order import FirstOrder
   from jaxsafe.agents.shac_lag import SHACLagConfig
   from jaxsafe.solvers import trust_region
+  from jaxsafe.studies import estimator_check as ec
 
   env = envs.make(args.task, num_envs=args.envs)
   fo = FirstOrder(env, with_task_cost_limit(SHACLagConfig(num_envs=args.envs), env), "check")

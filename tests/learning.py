@@ -1,5 +1,5 @@
 """The learning claims of jaxsafe's agents, shared by tests/test_learning.py and
-benchmarks/learning_seeds.py (which measures each claim on many seeds for docs/benchmarks.md).
+tests/learning_seeds.py (which measures each claim on many seeds for docs/benchmarks.md).
 
 A claim is an algorithm, a task, the config it runs at (the agent's defaults except the batch
 size, ``ON_POLICY_BATCH`` / ``GRADIENT_BATCH``, for CI time), a training budget, and a property

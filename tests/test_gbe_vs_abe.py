@@ -9,15 +9,11 @@ and ABE errors of 0.4-43; at the cgpo stages where the state spreads (the untrai
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import jax
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-import gbe_vs_abe
+from jaxsafe.studies import gbe_vs_abe
 
 pytestmark = pytest.mark.slow  # a benchmark-backed claim: the slow tier (make test-slow)
 

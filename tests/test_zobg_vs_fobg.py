@@ -18,15 +18,10 @@ f(x_0) does not depend on theta, so FoBG's gradient and the measured change are 
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-import gbe_vs_abe
-import zobg_vs_fobg
+from jaxsafe.studies import gbe_vs_abe, zobg_vs_fobg
 
 pytestmark = pytest.mark.slow  # a benchmark-backed claim: the slow tier (make test-slow)
 

@@ -1,7 +1,8 @@
-"""Measures the learning claims of tests/learning.py on many seeds (docs/benchmarks.md).
+"""Measures the learning claims of tests/learning.py on many seeds (docs/benchmarks.md); a command
+beside the claims it measures, not a test (pytest collects test_*.py only).
 
-    python benchmarks/learning_seeds.py ppo-lag/cruise cgpo/function --seeds 0-9,100-102,200-202
-    python benchmarks/learning_seeds.py cgpo/function --set recovery=elastic
+    python tests/learning_seeds.py ppo-lag/cruise cgpo/function --seeds 0-9,100-102,200-202
+    python tests/learning_seeds.py cgpo/function --set recovery=elastic
 
 prints, per claim and seed, the last-10% episode cost, return and (on cruise) efficiency, whether
 the claim's property holds, and the extremes over the seeds: the tests' thresholds must hold for
@@ -12,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
 import time
 
+import learning  # tests/learning.py: python puts this script's folder on sys.path
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import learning
 
 
 def _seeds(text: str) -> list[int]:
