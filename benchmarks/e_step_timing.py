@@ -15,7 +15,7 @@ import time
 import jax
 
 from jaxsafe import agents
-from jaxsafe.agents import cppo
+from jaxsafe.agents.on_policy import cppo
 from jaxsafe.solvers import ratio_region
 
 

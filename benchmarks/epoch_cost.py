@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe import envs
-from jaxsafe.agents import on_policy, ppo
 from jaxsafe.agents.base import with_task_cost_limit
+from jaxsafe.agents.on_policy import base as on_policy
+from jaxsafe.agents.on_policy import ppo
 from jaxsafe.core import distributions
 from jaxsafe.core.rollout import rollout
 

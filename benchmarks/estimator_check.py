@@ -24,8 +24,8 @@ def measure(task: str, hidden: str, normalize: str, args) -> None:
 
   from jaxsafe import envs
   from jaxsafe.agents.base import with_task_cost_limit
-  from jaxsafe.agents.first_order import FirstOrder
-  from jaxsafe.agents.shac_lag import SHACLagConfig
+  from jaxsafe.agents.first_order.base import FirstOrder
+  from jaxsafe.agents.first_order.shac_lag import SHACLagConfig
   from jaxsafe.studies import estimator_check as ec
 
   fits = [int(f) for f in args.fits.split(",")]

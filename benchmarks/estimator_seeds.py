@@ -32,8 +32,8 @@ def task_cosines(task: str, seeds: list[int], args) -> list[tuple[float, float]]
   import jax
 
   from jaxsafe.agents.base import with_task_cost_limit
-  from jaxsafe.agents.first_order import FirstOrder
-  from jaxsafe.agents.shac_lag import SHACLagConfig
+  from jaxsafe.agents.first_order.base import FirstOrder
+  from jaxsafe.agents.first_order.shac_lag import SHACLagConfig
   from jaxsafe.studies import estimator_check as ec
 
   env = make_env(task, args.envs)

@@ -1,7 +1,7 @@
 """SHAC-Lag / BPTT-Lag with another rule for the multiplier (issue 17, acceptance 2): does a
 different dual step hold the limit where the default ascent step oscillates?
 
-The ablation swaps ``agents.shac_lag.lagrangian_gradient_step`` for one of:
+The ablation swaps ``agents.first_order.shac_lag.lagrangian_gradient_step`` for one of:
 
 - ``pid``: lambda from ``lagrange.pid_update`` with pid-lag's gains (Stooke et al. 2020) on J_C - b;
 - ``unit``: Adam descent on -(g / |g| - lambda q / |q|), with ascent lambda += lr (J_C / b - 1):
@@ -35,7 +35,7 @@ def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0
   import jax
   import optax
 
-  from jaxsafe.agents.first_order import adam
+  from jaxsafe.agents.first_order.base import adam
   from jaxsafe.core import lagrange
 
   def step(actor, g, q, opt_state, lag, episode_cost, hp):
@@ -74,7 +74,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=1_500_000)
   args = parser.parse_args()
 
-  from jaxsafe.agents import shac_lag
+  from jaxsafe.agents.first_order import shac_lag
 
   shac_lag.lagrangian_gradient_step = dual_step(args.rule, args.unit_learning_rate,
                                               tuple(float(g) for g in args.gains.split(",")))

@@ -31,8 +31,8 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from jaxsafe import agents
-from jaxsafe.agents.first_order import FirstOrder
-from jaxsafe.agents.mb_cgpo import model_transitions
+from jaxsafe.agents.first_order.base import FirstOrder
+from jaxsafe.agents.first_order.mb_cgpo import model_transitions
 from jaxsafe.envs.brax_tasks import SwimmerVelocity
 from jaxsafe.envs.wrappers import TimeLimit, training_stack
 from jaxsafe.models.world_model import ModelEnv, WorldModel

@@ -43,8 +43,8 @@ def main() -> None:
 
   from jaxsafe import envs
   from jaxsafe.agents.base import with_task_cost_limit
-  from jaxsafe.agents.first_order import FirstOrder
-  from jaxsafe.agents.shac_lag import SHACLagConfig
+  from jaxsafe.agents.first_order.base import FirstOrder
+  from jaxsafe.agents.first_order.shac_lag import SHACLagConfig
   from jaxsafe.solvers import trust_region
   from jaxsafe.studies import estimator_check as ec
 

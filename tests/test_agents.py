@@ -1,6 +1,6 @@
 """Every algorithm's policy step as a pure function, on batches small enough to check by hand.
 
-The agents' ``update`` functions call exactly these (agents/ppo.py, cppo.py, cgpo.py,
+The agents' ``update`` functions call exactly these (agents/on_policy/ppo.py, cppo.py, cgpo.py,
 shac_lag.py; dyna-cppo takes cppo's step, mb-cgpo cgpo's); the learning tests check the loop.
 """
 
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from jaxsafe import agents
-from jaxsafe.agents import cgpo, cppo, ppo, shac_lag
-from jaxsafe.agents.first_order import PreviousStep
+from jaxsafe.agents.first_order import cgpo, shac_lag
+from jaxsafe.agents.first_order.base import PreviousStep
+from jaxsafe.agents.on_policy import cppo, ppo
 from jaxsafe.core import lagrange
 from jaxsafe.solvers import trust_region
 
@@ -54,7 +55,7 @@ def test_pdo_and_appo_losses_by_hand():
 def test_kl_early_stopping_skips_the_rest_of_the_epochs():
   """With a threshold below any KL, only the first minibatch step (taken at KL 0) is applied;
   with a huge one, every step is, as without early stopping."""
-  from jaxsafe.agents.on_policy import ActorCritic
+  from jaxsafe.agents.on_policy.base import ActorCritic
   from jaxsafe.core.rollout import rollout
   agent = agents.make("pdo", "function", num_envs=4, rollout_length=8, update_epochs=2,
                       num_minibatches=4, hidden_sizes=(8,))
@@ -256,9 +257,9 @@ def test_config_holds_only_what_the_algorithm_reads(name):
 def test_cup_projection_loss_holds_the_improved_policy_and_lowers_the_cost_surrogate():
   """At pi_theta = pi_{k+1/2} with lambda = 0 the projection loss is 0 and flat (the KL term's
   minimum); with lambda > 0 a small step against its gradient lowers E[rho A^C]."""
-  from jaxsafe.agents import cup
   from jaxsafe.agents.base import hparams_of
-  from jaxsafe.agents.on_policy import ActorCritic
+  from jaxsafe.agents.on_policy import cup
+  from jaxsafe.agents.on_policy.base import ActorCritic
   from jaxsafe.core import distributions
   agent = agents.make("cup", "function", hidden_sizes=(8,), normalize_observations=False)
   ac = ActorCritic(agent.env, agent.config)

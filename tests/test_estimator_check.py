@@ -27,8 +27,8 @@ from conftest import learning_seeds
 
 from jaxsafe import envs
 from jaxsafe.agents.base import with_task_cost_limit
-from jaxsafe.agents.first_order import FirstOrder, ValueStats, _rescale_output
-from jaxsafe.agents.shac_lag import SHACLagConfig
+from jaxsafe.agents.first_order.base import FirstOrder, ValueStats, _rescale_output
+from jaxsafe.agents.first_order.shac_lag import SHACLagConfig
 from jaxsafe.envs.control import TASKS, NoFallBalanceEnv
 from jaxsafe.envs.wrappers import TimeLimit, training_stack
 from jaxsafe.studies import estimator_check as ec

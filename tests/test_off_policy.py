@@ -1,5 +1,5 @@
-"""The off-policy stages (``agents/off_policy.py``), ``cvpo`` and the Lagrangian baselines
-(``agents/off_policy_lag.py``) end to end on small settings: the cost threshold, Polyak averaging,
+"""The off-policy stages (``agents/off_policy/base.py``), ``cvpo`` and the Lagrangian baselines
+(``agents/off_policy/lagrangian.py``) end to end on small settings: the cost threshold, Polyak averaging,
 warm-up, the replay buffer in the state, vmapped seeds, the shared critics, TD3's policy delay,
 the PID multiplier, and a resume (buffer included) equal to an uninterrupted run."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxsafe import agents, train
-from jaxsafe.agents import off_policy
+from jaxsafe.agents.off_policy import base as off_policy
 from jaxsafe.train.logger import read_progress
 
 #: 4 envs x 4 steps per update, 2 gradient steps of 8 transitions; learning starts at update 3.
@@ -148,7 +148,7 @@ def test_resume_equals_uninterrupted(algo, tmp_path):
 def test_action_penalty_weights_pull_samples_into_the_box():
   """MO-MPO's penalty weights favour the samples closest to the box, within their KL bound, and
   leave a state whose samples are all inside unweighted."""
-  from jaxsafe.agents.cvpo import action_penalty_weights
+  from jaxsafe.agents.off_policy.cvpo import action_penalty_weights
   key_out, key_in = jax.random.split(jax.random.PRNGKey(0))
   outside = 1.5 + 0.3 * jax.random.normal(key_out, (64, 32, 2))  # mostly beyond a = 1
   inside = 0.2 * jax.random.normal(key_in, (64, 32, 2))

@@ -1,4 +1,4 @@
-"""The natural-gradient policy step of ``trpo``/``cpo`` (``agents.trpo.policy_step``) on a small
+"""The natural-gradient policy step of ``trpo``/``cpo`` (``agents.on_policy.trpo.policy_step``) on a small
 policy (issue 15, acceptance 2): CPO's proposed step keeps its linearised cost constraint and its
 KL bound within 5%, and takes the recovery branch exactly when the linearised problem is
 infeasible (c > 0 and c^2 / (b^T H^-1 b) > 2 delta, checked with the dense Fisher matrix)."""
@@ -13,8 +13,8 @@ from jax.flatten_util import ravel_pytree
 
 from jaxsafe import envs
 from jaxsafe.agents.base import hparams_of
-from jaxsafe.agents.on_policy import ActorCritic
-from jaxsafe.agents.trpo import CPOConfig, policy_step
+from jaxsafe.agents.on_policy.base import ActorCritic
+from jaxsafe.agents.on_policy.trpo import CPOConfig, policy_step
 from jaxsafe.core import distributions
 from jaxsafe.solvers import trust_region
 

@@ -66,7 +66,7 @@ class StateGaussianActor(nn.Module):
   """Diagonal Gaussian policy head with a state-dependent log std (the off-policy agents').
 
   Returns ``(mean, log_std)``, log std clipped to [-20, 2] as in SAC implementations
-  (``agents.off_policy`` bounds the mean to the action box with a tanh)."""
+  (``agents.off_policy.base`` bounds the mean to the action box with a tanh)."""
 
   action_size: int
   hidden_sizes: Sequence[int] = (256, 256)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
+from jaxsafe.agents.first_order.base import FirstOrder, FirstOrderState, adam
 from jaxsafe.core import short_horizon
 from jaxsafe.solvers import trust_region
 

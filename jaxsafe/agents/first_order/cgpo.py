@@ -4,7 +4,7 @@ Dai et al. (2024), Algorithm 1. One ``update``:
 
 1. N whole episodes of the current policy from fresh initial states; J_R(theta_k), J_C(theta_k).
 2. g_k = grad J_R and q_k = grad J_C through the env in windows of h steps, bootstrapped by the
-   time-conditioned critics (Eq. 19-20; ``agents.first_order``).
+   time-conditioned critics (Eq. 19-20; ``agents.first_order.base``).
 3. The policy step (``trust_region_step``): the radius adapted by Eq. 18 from the reduction ratio
    rho_k (measured over predicted change of J_R) and the toleration ratio
    zeta_k = |b - J_C(theta_{k+1})| / |J_C(theta_{k+1}) - J_C(theta_k)|, both evaluated when
@@ -22,7 +22,7 @@ Dai et al. (2024), Algorithm 1. One ``update``:
 Defaults: Table 4 of the paper (CartPole column: radius 1e-3, ceiling 1e-2, beta 0.8 / 1.25), but
 with the floor 1e-5 instead of 1e-4 (docs/algorithms.md, "Radius floor");
 the thresholds eta_1 = 0.25, eta_2 = 0.75 (the paper gives none) from the classic trust-region
-method (Nocedal and Wright, Algorithm 4.1). MB-CGPO (``agents/mb_cgpo.py``) takes the same step
+method (Nocedal and Wright, Algorithm 4.1). MB-CGPO (``agents/first_order/mb_cgpo.py``) takes the same step
 with gradients through a learned world model.
 """
 
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.first_order import (
+from jaxsafe.agents.first_order.base import (
   CriticFields,
   FirstOrder,
   FirstOrderConfig,

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of
-from jaxsafe.agents.on_policy import (
+from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   OnPolicyConfig,
   OnPolicyState,

@@ -1,7 +1,7 @@
 """The stages the first-order agents share: configs, state and ``FirstOrder``.
 
-``cgpo`` (``agents/cgpo.py``), ``mb-cgpo`` (``agents/mb_cgpo.py``), ``shac-lag`` and ``bptt-lag``
-(``agents/shac_lag.py``) follow one iteration (CGPO Algorithm 1 / Algorithm 3) and differ in where
+``cgpo`` (``agents/first_order/cgpo.py``), ``mb-cgpo`` (``agents/first_order/mb_cgpo.py``), ``shac-lag`` and ``bptt-lag``
+(``agents/first_order/shac_lag.py``) follow one iteration (CGPO Algorithm 1 / Algorithm 3) and differ in where
 the gradients come from and in the policy step. The shared stages, kept here once:
 
 1. Sample N whole episodes (T steps, fresh initial states) with the reparameterised policy and

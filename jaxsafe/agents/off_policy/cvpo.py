@@ -31,7 +31,7 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
-from jaxsafe.agents.off_policy import (
+from jaxsafe.agents.off_policy.base import (
   OffPolicy,
   OffPolicyConfig,
   OffPolicyState,

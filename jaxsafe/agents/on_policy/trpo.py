@@ -37,14 +37,18 @@ import jax.numpy as jnp
 import optax
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
-from jaxsafe.agents.on_policy import (
+from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   OnPolicyConfig,
   OnPolicyState,
   standardize,
   step_metrics,
 )
-from jaxsafe.agents.ppo import ascent_step, lagrangian_advantage, step_unless_unmeasured
+from jaxsafe.agents.on_policy.ppo import (
+  ascent_step,
+  lagrangian_advantage,
+  step_unless_unmeasured,
+)
 from jaxsafe.core import distributions
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed

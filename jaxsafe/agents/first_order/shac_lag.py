@@ -16,7 +16,7 @@ import jax
 import optax
 
 from jaxsafe.agents.base import Agent, config, hparam
-from jaxsafe.agents.first_order import (
+from jaxsafe.agents.first_order.base import (
   CriticFields,
   FirstOrder,
   FirstOrderConfig,

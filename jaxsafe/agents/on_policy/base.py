@@ -1,7 +1,7 @@
 """The stages every on-policy (PPO-style) agent shares: its config, state and ``ActorCritic``.
 
-``ppo``/``ppo-lag``/``pid-lag`` (``agents/ppo.py``), ``cppo`` (``agents/cppo.py``) and
-``dyna-cppo`` (``agents/dyna_cppo.py``) write their ``update`` as the algorithm box, calling the
+``ppo``/``ppo-lag``/``pid-lag`` (``agents/on_policy/ppo.py``), ``cppo`` (``agents/on_policy/cppo.py``) and
+``dyna-cppo`` (``agents/on_policy/dyna_cppo.py``) write their ``update`` as the algorithm box, calling the
 stages kept here once:
 
 - collection: ``core.rollout.rollout`` with ``ActorCritic.act``;

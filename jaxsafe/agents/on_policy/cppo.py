@@ -23,7 +23,7 @@ GAE advantages A and A_c for reward and cost, then
   q = v pi_old by the weighted likelihood max_theta E_{pi_old}[v log pi_theta(a|s)] over epochs of
   minibatch SGD. Its trust region is v's own ball: the fit stops at q, so no PPO clip is needed.
 
-Dyna-CPPO (``agents/dyna_cppo.py``) runs ``cppo_step`` on real and imagined batches.
+Dyna-CPPO (``agents/on_policy/dyna_cppo.py``) runs ``cppo_step`` on real and imagined batches.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.on_policy import (
+from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   OnPolicyConfig,
   OnPolicyState,

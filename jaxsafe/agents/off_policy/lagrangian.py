@@ -1,7 +1,7 @@
 """SAC-Lag, TD3-Lag and DDPG-Lag: the off-policy Lagrangian baselines of the CVPO paper
 (Liu et al. 2022, Sec. 4.2), with the PID multiplier of Stooke, Achiam and Abbeel (2020).
 
-They share the buffer, critics, networks and update loop with ``cvpo`` (``agents/off_policy.py``);
+They share the buffer, critics, networks and update loop with ``cvpo`` (``agents/off_policy/base.py``);
 only the policy and its update differ. Each gradient step:
 
 1. one Adam step of the reward and cost critics (Eq. 49-50 of the CVPO paper) towards targets at
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
-from jaxsafe.agents.off_policy import (
+from jaxsafe.agents.off_policy.base import (
   OffPolicy,
   OffPolicyConfig,
   OffPolicyState,

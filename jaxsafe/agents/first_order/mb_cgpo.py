@@ -5,7 +5,7 @@ One ``update``: N real episodes of the current policy measure J_R and J_C and go
 buffer; the world model F(s, a) -> (s', r, c) takes ``model_updates`` Adam steps on Eq. 85; g and
 q are taken through imagined episodes of the model (``models.world_model.ModelEnv``) from the
 same initial states, with the critics bootstrapping every h steps; then CGPO's trust-region step
-and critic regression (``agents.cgpo.trust_region_update``).
+and critic regression (``agents.first_order.cgpo.trust_region_update``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.cgpo import (
+from jaxsafe.agents.first_order.base import FirstOrder, FirstOrderState, adam
+from jaxsafe.agents.first_order.cgpo import (
   CGPOConfig,
   trust_region_flags,
   trust_region_init,
   trust_region_update,
 )
-from jaxsafe.agents.first_order import FirstOrder, FirstOrderState, adam
 from jaxsafe.core import replay
 from jaxsafe.core.experience import Transition, flatten_steps
 from jaxsafe.core.metrics import prefixed

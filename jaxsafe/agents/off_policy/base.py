@@ -1,6 +1,6 @@
 """The stages every off-policy agent shares: its config, state and ``OffPolicy``.
 
-``cvpo`` (``agents/cvpo.py``) writes its ``update`` as the algorithm box (Algorithm 2 of the CVPO
+``cvpo`` (``agents/off_policy/cvpo.py``) writes its ``update`` as the algorithm box (Algorithm 2 of the CVPO
 paper, Liu et al. 2022, App. B.1), calling the stages kept here:
 
 - collection: ``OffPolicy.collect``, ``rollout_length`` steps of the vmapped, auto-resetting envs

@@ -1,7 +1,7 @@
 """Dyna-CPPO: CPPO plus a multi-step dynamics model and imagined rollouts.
 
 The specification is Sec. 2 and Algorithm 1 of the Dyna-CPPO specification (docs/algorithms.md). One ``update``: the CPPO
-update on a real batch (lines 2-3, ``agents.cppo.cppo_update``); the batch goes into a replay
+update on a real batch (lines 2-3, ``agents.on_policy.cppo.cppo_update``); the batch goes into a replay
 buffer (line 4); the dynamics model F_phi, with reward and cost heads, takes ``model_updates``
 Adam steps on the K-step loss of Eq. 5 (lines 5-6); imagined rollouts of H steps start from
 states of the real batch, with actions from the current policy (lines 7-11); and the agent takes
@@ -17,8 +17,8 @@ import optax
 from flax import struct
 
 from jaxsafe.agents.base import Agent, ConfigError, config, hparam, hparams_of, static
-from jaxsafe.agents.cppo import CPPOConfig, cppo_step, cppo_update, e_step_flags
-from jaxsafe.agents.on_policy import ActorCritic, OnPolicyState
+from jaxsafe.agents.on_policy.base import ActorCritic, OnPolicyState
+from jaxsafe.agents.on_policy.cppo import CPPOConfig, cppo_step, cppo_update, e_step_flags
 from jaxsafe.core import replay
 from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env

@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import optax
 
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of
-from jaxsafe.agents.on_policy import (
+from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   OnPolicyState,
   standardize,
   step_metrics,
 )
-from jaxsafe.agents.ppo import (
+from jaxsafe.agents.on_policy.ppo import (
   PPOConfig,
   ascent_step,
   clipped_surrogate_loss,
