@@ -17,7 +17,8 @@ import pytest
 from jaxsafe import agents
 from jaxsafe.agents.first_order import cgpo, shac_lag
 from jaxsafe.agents.first_order.base import PreviousStep
-from jaxsafe.agents.on_policy import cppo, ppo
+from jaxsafe.agents.on_policy import appo, cost_rules, cppo, pdo, ppo
+from jaxsafe.agents.on_policy.base import standardize
 from jaxsafe.core import lagrange
 from jaxsafe.solvers import trust_region
 
@@ -38,18 +39,18 @@ def test_pdo_and_appo_losses_by_hand():
   smaller of rho a and clip(rho) a (0.8 a_1 for a_1 = 1 is larger than 0.5: 0.5 is kept), the cost
   term the larger: for a_c = (2, 2), max(0.5 * 2, 0.8 * 2) = 1.6 and max(1.5 * 2, 1.2 * 2) = 3."""
   rho = jnp.array([0.5, 1.5])
-  loss, _ = ppo.importance_surrogate_loss(rho, None, jnp.array([1.0, 2.0]), None)
+  loss, _ = pdo.importance_surrogate_loss(rho, None, jnp.array([1.0, 2.0]), None)
   np.testing.assert_allclose(float(loss), -(0.5 + 3.0) / 2, rtol=1e-6)
-  hp = ppo.APPOConfig(clip_eps=0.2)
+  hp = appo.APPOConfig(clip_eps=0.2)
   target = jnp.array([[1.0, 2.0], [1.0, 2.0]])  # (a_r, a_c) per sample
-  loss, aux = ppo.appo_loss(rho, None, target, hp)
+  loss, aux = appo.appo_loss(rho, None, target, hp)
   np.testing.assert_allclose(float(loss), -(0.5 + 1.2) / 2 + (1.6 + 3.0) / 2, rtol=1e-6)
   assert float(aux["clip_fraction"]) == 1.0
   # f = max(0, lambda + sigma (J_C - b)): the quadratic term acts before lambda has grown.
-  hp = ppo.APPOConfig(cost_limit=25.0, penalty_sigma=0.1)
-  assert float(ppo.augmented_factor(jnp.float32(0.0), jnp.float32(35.0), hp)) == pytest.approx(1.0)
-  assert float(ppo.augmented_factor(jnp.float32(0.5), jnp.float32(15.0), hp)) == 0.0
-  assert float(ppo.augmented_factor(jnp.float32(2.0), jnp.float32(15.0), hp)) == pytest.approx(1.0)
+  hp = appo.APPOConfig(cost_limit=25.0, penalty_sigma=0.1)
+  assert float(appo.augmented_factor(jnp.float32(0.0), jnp.float32(35.0), hp)) == pytest.approx(1.0)
+  assert float(appo.augmented_factor(jnp.float32(0.5), jnp.float32(15.0), hp)) == 0.0
+  assert float(appo.augmented_factor(jnp.float32(2.0), jnp.float32(15.0), hp)) == pytest.approx(1.0)
 
 
 def test_kl_early_stopping_skips_the_rest_of_the_epochs():
@@ -63,10 +64,10 @@ def test_kl_early_stopping_skips_the_rest_of_the_epochs():
   state = agent.init(jax.random.PRNGKey(0))
   _, data = rollout(agent.env, state.env_state, ac.act(state), jax.random.PRNGKey(1), 8)
   adv = ac.advantages(state, data)
-  target = ppo.standardize(adv.reward)
+  target = standardize(adv.reward)
 
   def sgd(kl_stop):
-    return ac.sgd(state, data, target, adv, ppo.importance_surrogate_loss, jax.random.PRNGKey(2),
+    return ac.sgd(state, data, target, adv, pdo.importance_surrogate_loss, jax.random.PRNGKey(2),
                   kl_stop)
 
   stopped_params, _, stopped = sgd(jnp.float32(1e-12))
@@ -85,22 +86,22 @@ def test_lagrangian_advantage_by_hand():
   """Standardised A^R = (-s, 0, s), A^C = (s, -s, 0) with s = sqrt(3/2); lambda = 1 halves
   their difference."""
   s = np.sqrt(1.5)
-  adv = ppo.lagrangian_advantage(jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 1.0, 2.0]), 1.0)
+  adv = cost_rules.lagrangian_advantage(jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 1.0, 2.0]), 1.0)
   np.testing.assert_allclose(np.asarray(adv), [-s, s / 2, s / 2], rtol=1e-5)
   # lambda = 0 is PPO's standardised reward advantage.
-  np.testing.assert_allclose(np.asarray(ppo.lagrangian_advantage(
+  np.testing.assert_allclose(np.asarray(cost_rules.lagrangian_advantage(
       jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 1.0, 2.0]), 0.0)), [-s, 0.0, s], rtol=1e-5)
 
 
 def test_multiplier_steps_by_hand():
   hp = ppo.PPOLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1)
   lag = lagrange.init(0.5)
-  assert float(ppo.ascent_step(lag, 30.0, hp).multiplier) == pytest.approx(1.0)  # 0.5 + 0.1 * 5
-  assert float(ppo.ascent_step(lag, 10.0, hp).multiplier) == 0.0  # projected at 0
+  assert float(cost_rules.ascent_step(lag, 30.0, hp).multiplier) == pytest.approx(1.0)  # 0.5 + 0.1 * 5
+  assert float(cost_rules.ascent_step(lag, 10.0, hp).multiplier) == 0.0  # projected at 0
   # PID without EMA: P = J_C - b = 5, I = 5, D = max(0, J_C - 0) = 30.
   pid = ppo.PIDLagConfig(cost_limit=25.0, pid_kp=0.1, pid_ki=0.01, pid_kd=0.01, pid_delta_ema=0.0,
                          pid_d_ema=0.0)
-  new = ppo.pid_step(lagrange.init(0.0), 30.0, pid)
+  new = cost_rules.pid_step(lagrange.init(0.0), 30.0, pid)
   assert float(new.multiplier) == pytest.approx(0.1 * 5 + 0.01 * 5 + 0.01 * 30)
   assert float(new.integral) == pytest.approx(5.0)
 

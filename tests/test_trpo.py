@@ -14,7 +14,8 @@ from jax.flatten_util import ravel_pytree
 from jaxsafe import envs
 from jaxsafe.agents.base import hparams_of
 from jaxsafe.agents.on_policy.base import ActorCritic
-from jaxsafe.agents.on_policy.trpo import CPOConfig, policy_step
+from jaxsafe.agents.on_policy.cpo import CPOConfig
+from jaxsafe.agents.on_policy.trpo import policy_step
 from jaxsafe.core import distributions
 from jaxsafe.solvers import trust_region
 

@@ -18,6 +18,7 @@ the whole batch (an advantage, CPPO's E-step ratios).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -80,7 +81,20 @@ class OnPolicyState:
   hparams: OnPolicyConfig  # the config with its hparam fields as arrays
   iteration: jax.Array
   last_episode: jax.Array  # (return, cost) of the latest finished episodes; NaN before any
-  lagrange: lagrange.LagrangeState | None = None  # the Lagrangian agents' multiplier
+
+
+@struct.dataclass
+class LagrangianState(OnPolicyState):
+  """The state of an on-policy agent with a Lagrange multiplier (ppo-lag, pid-lag, pdo, appo,
+  cup, trpo-lag)."""
+
+  lagrange: lagrange.LagrangeState
+
+
+def with_multiplier(state: OnPolicyState, multiplier: jax.Array) -> LagrangianState:
+  """``state`` with a Lagrange multiplier starting at ``multiplier``."""
+  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  return LagrangianState(**fields, lagrange=lagrange.init(multiplier))
 
 
 class Advantages(NamedTuple):
@@ -135,8 +149,8 @@ class ActorCritic:
     return (self.critic.apply(params["reward_critic"], normalized_obs),
             self.critic.apply(params["cost_critic"], normalized_obs))
 
-  def init(self, key: jax.Array, hparams=None, multiplier: float | None = None) -> OnPolicyState:
-    """A fresh state; ``multiplier`` (the initial lambda) adds a Lagrange multiplier state."""
+  def init(self, key: jax.Array, hparams=None) -> OnPolicyState:
+    """A fresh state (``with_multiplier`` adds a Lagrange multiplier to it)."""
     hp = hparams_of(self.config) if hparams is None else hparams
     k_actor, k_reward, k_cost, k_env, rng = jax.random.split(key, 5)
     dummy = jnp.zeros((self.env.observation_size,))
@@ -154,8 +168,7 @@ class ActorCritic:
     return OnPolicyState(
         params=params, opt_state=optimizer(hp).init(params), obs_stats=stats,
         env_state=env_state, rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
-        last_episode=jnp.full((2,), jnp.nan),
-        lagrange=None if multiplier is None else lagrange.init(multiplier))
+        last_episode=jnp.full((2,), jnp.nan))
 
   def act(self, state: OnPolicyState) -> ActFn:
     """The sampling policy of ``state`` on raw observations."""

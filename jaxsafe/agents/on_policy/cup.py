@@ -25,16 +25,13 @@ import optax
 from jaxsafe.agents.base import Agent, config, hparam, hparams_of
 from jaxsafe.agents.on_policy.base import (
   ActorCritic,
-  OnPolicyState,
+  LagrangianState,
   standardize,
   step_metrics,
+  with_multiplier,
 )
-from jaxsafe.agents.on_policy.ppo import (
-  PPOConfig,
-  ascent_step,
-  clipped_surrogate_loss,
-  step_unless_unmeasured,
-)
+from jaxsafe.agents.on_policy.cost_rules import ascent_step, step_unless_unmeasured
+from jaxsafe.agents.on_policy.ppo import PPOConfig, clipped_surrogate_loss
 from jaxsafe.core import distributions, minibatch
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
@@ -70,9 +67,9 @@ def projection_loss(ac: ActorCritic, actor, stats, batch: dict, multiplier: jax.
 def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
   ac = ActorCritic(env, config)
 
-  def init(key: jax.Array, hparams=None) -> OnPolicyState:
+  def init(key: jax.Array, hparams=None) -> LagrangianState:
     hp = hparams_of(config) if hparams is None else hparams
-    return ac.init(key, hp, hp.multiplier_init)
+    return with_multiplier(ac.init(key, hp), hp.multiplier_init)
 
   def project(actor, stats, batch, multiplier, hp, key):
     """Phase 2: minibatch Adam epochs on ``projection_loss``, stopped early on the KL."""
@@ -98,7 +95,7 @@ def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
                                           key, config.update_epochs, config.num_minibatches)
     return actor, {k: v.mean() for k, v in aux.items()}
 
-  def update(state: OnPolicyState):
+  def update(state: LagrangianState):
     hp = state.hparams
     rng, k_collect, k_sgd, k_project = jax.random.split(state.rng, 4)
 

@@ -23,13 +23,15 @@ standardised, cost advantages centred only (their scale must match c's), c = (J_
 episode cost's excess as a per-step rate, the scale of the surrogate's gradient), KL tolerance 1.5
 delta in the line search, critics trained by Adam epochs after the policy step.
 
-One ``update`` is the algorithm box: collect, GAE for reward and cost, multiplier step (trpo-lag),
-the natural-gradient policy step (``policy_step``, a pure function tested on its own), the critic
-epochs, bookkeeping.
+One ``update`` is the algorithm box (``make_trpo``): collect, GAE for reward and cost, the cost
+rule (``cost_rules``: trpo-lag's multiplier step and Lagrangian advantage), the natural-gradient
+policy step (``policy_step``, a pure function tested on its own; CPO's with the violation rule of
+``cpo.py``), the critic epochs, bookkeeping.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -41,14 +43,9 @@ from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   OnPolicyConfig,
   OnPolicyState,
-  standardize,
   step_metrics,
 )
-from jaxsafe.agents.on_policy.ppo import (
-  ascent_step,
-  lagrangian_advantage,
-  step_unless_unmeasured,
-)
+from jaxsafe.agents.on_policy.cost_rules import REWARD_ONLY, CostRule, ascent_step, lagrangian
 from jaxsafe.core import distributions
 from jaxsafe.core.experience import finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import prefixed
@@ -85,13 +82,6 @@ class TRPOLagConfig(TRPOConfig):
 
   multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size")
   multiplier_init: float = hparam(0.0, 0.0, None, doc="initial multiplier")
-
-
-@config
-class CPOConfig(TRPOConfig):
-  """Hyper-parameters of ``cpo``: ``TRPOConfig`` with OmniSafe's CPO line search of 20 steps."""
-
-  line_search_steps: int = static(20, 1, doc="backtracking steps before the step is dropped")
 
 
 class PolicyStep(NamedTuple):
@@ -149,14 +139,20 @@ def policy_step(ac: ActorCritic, actor, stats, batch: dict, violation: jax.Array
   return PolicyStep(new_actor, step, solution.case, metrics)
 
 
-def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool = False,
-              constrained: bool = False) -> Agent:
-  """Builds ``trpo``; ``lagrangian`` makes it ``trpo-lag``, ``constrained`` ``cpo``."""
+#: (state, (J_R, J_C, count), hp) -> c: the constraint value of CPO's linearised sub-problem.
+Violation = Callable[[OnPolicyState, tuple, object], jax.Array]
+
+
+def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", cost: CostRule = REWARD_ONLY,
+              violation: Violation | None = None) -> Agent:
+  """Builds the TRPO box: ``cost`` gives the reward surrogate's advantage (and its own state,
+  e.g. a multiplier); with ``violation`` the step is CPO's, constrained by the linearised cost
+  (``cpo.py``)."""
   ac = ActorCritic(env, config)
 
   def init(key: jax.Array, hparams=None) -> OnPolicyState:
     hp = hparams_of(config) if hparams is None else hparams
-    return ac.init(key, hp, hp.multiplier_init if lagrangian else None)
+    return cost.init(ac.init(key, hp), hp)
 
   def update(state: OnPolicyState):
     hp = state.hparams
@@ -170,24 +166,16 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool
     # --- 2. Estimate the reward and cost advantages (GAE). ---------------------------------
     adv = ac.advantages(state, data)
 
-    # --- 3. Multiplier step on the batch's J_C (trpo-lag; kept when no episode finished). --
-    lag, objective, extra = state.lagrange, standardize(adv.reward), {}
-    if lagrangian:
-      lag = step_unless_unmeasured(ascent_step, state.lagrange, episode[1], hp)
-      objective = lagrangian_advantage(adv.reward, adv.cost, lag.multiplier)
-      extra = {"multiplier": lag.multiplier}
+    # --- 3. The cost rule: its step (trpo-lag's multiplier) and the reward objective. ------
+    objective, state, extra = cost.target(state, adv, episode, hp)
 
-    # --- 4. Natural-gradient policy step in the KL trust region. ---------------------------
-    # CPO's c: the latest measured J_C (this batch's, else the last one's) over the limit, per
-    # env step. Before any episode has finished it is taken as 0 (on the boundary).
-    measured = jnp.where(jnp.isnan(episode[1]), state.last_episode[1], episode[1])
-    violation = (jnp.nan_to_num(measured - hp.cost_limit) / env.episode_length
-                 if constrained else None)
+    # --- 4. Natural-gradient policy step in the KL trust region (CPO's with a violation). --
+    c = None if violation is None else violation(state, episode, hp)
     batch = flatten_steps({"obs": data.obs, "raw_action": data.raw_action,
                            "log_prob": data.log_prob, "adv_r": objective,
                            "adv_c": adv.cost - adv.cost.mean()})
     actor, _, _, policy_metrics = policy_step(ac, state.params["actor"], state.obs_stats, batch,
-                                              violation, hp)
+                                              c, hp)
 
     # --- 5. Critic epochs (Adam on the value losses alone). --------------------------------
     state_new_actor = state.replace(params={**state.params, "actor": actor})
@@ -195,7 +183,7 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool
 
     # --- 6. Bookkeeping. -------------------------------------------------------------------
     state, metrics = ac.finish(state, data, episode, params=params, opt_state=opt_state,
-                               env_state=env_state, rng=rng, lagrange=lag)
+                               env_state=env_state, rng=rng)
     return state, {**metrics, **prefixed(name, {**extra, **step_metrics(data, adv),
                                                 **policy_metrics, **sgd_metrics})}
 
@@ -204,8 +192,4 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", lagrangian: bool
 
 
 def make_trpo_lag(env: Env, config: TRPOLagConfig, name: str = "trpo-lag") -> Agent:
-  return make_trpo(env, config, name, lagrangian=True)
-
-
-def make_cpo(env: Env, config: CPOConfig, name: str = "cpo") -> Agent:
-  return make_trpo(env, config, name, constrained=True)
+  return make_trpo(env, config, name, lagrangian(ascent_step))
