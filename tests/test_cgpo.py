@@ -63,11 +63,11 @@ def test_elastic_recovery_runs_and_adapts_its_weight():
   np.testing.assert_allclose(np.log2(weights), np.round(np.log2(weights)), atol=1e-6)
   assert int(history[0]["cgpo/case"]) == trust_region.RECOVERY
   assert all(np.isfinite(m["episode_return"]) for m in history)
-  assert agents.make("cgpo", "function", **SMALL).init(jax.random.PRNGKey(0)).recovery_weight is None
 
 
 def test_same_seed_same_numbers(cgpo_run):
   agent, _, history = cgpo_run
+  assert "cgpo/recovery_weight" not in history[0]  # the paper's Eq. 33 (default) has no mu
   _, again = _train(agent, 2)
   for name in ("episode_return", "episode_cost", "cgpo/step_norm"):
     assert again[1][name] == history[1][name]

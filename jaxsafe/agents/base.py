@@ -77,6 +77,12 @@ def hparams_of(config):
                                         for name in sweepable(config)})
 
 
+def extend(state, cls: type, **fields):
+  """``state`` as an instance of ``cls``, a state type that adds ``fields`` to ``state``'s (e.g.
+  a Lagrange multiplier to the family's state)."""
+  return cls(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)}, **fields)
+
+
 def with_task_cost_limit(config, env):
   """``config`` with the task's cost limit b where it has none (``cost_limit=None``, the default
   of every config): the one place where a task's b becomes an agent's."""

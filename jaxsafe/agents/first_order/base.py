@@ -27,13 +27,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxsafe.agents.base import ConfigError, config, hparam, hparams_of, static
-from jaxsafe.core import critics, distributions, lagrange, normalize, returns, short_horizon
+from jaxsafe.agents.base import ConfigError, config, extend, hparam, hparams_of, static
+from jaxsafe.core import critics, distributions, normalize, returns, short_horizon
 from jaxsafe.core.experience import Transition, flatten_steps
-from jaxsafe.core.metrics import standard
+from jaxsafe.core.metrics import prefixed, standard
 from jaxsafe.core.networks import ACTIVATIONS, GaussianActor, TimeCritic
 from jaxsafe.envs.core import Env
-from jaxsafe.models.world_model import ModelState
 
 CRITICS = ("reward_critic", "cost_critic")
 
@@ -86,19 +85,14 @@ class PreviousStep:
 
 @struct.dataclass
 class FirstOrderState:
+  """What every first-order agent's state holds; each algorithm's state type adds its own."""
+
   params: dict  # actor (and reward_critic, cost_critic when the agent has critics)
   obs_stats: normalize.RunningStats
   previous: PreviousStep
   rng: jax.Array
   hparams: FirstOrderConfig  # the config with its hparam fields as arrays
   iteration: jax.Array
-  critic_opt_state: optax.OptState | None = None
-  radius: jax.Array | None = None  # cgpo, mb-cgpo: the squared trust-region radius delta hat
-  recovery_weight: jax.Array | None = None  # cgpo, mb-cgpo with the elastic recovery: its mu
-  actor_opt_state: optax.OptState | None = None  # shac-lag, bptt-lag
-  lagrange: lagrange.LagrangeState | None = None  # shac-lag, bptt-lag
-  model: ModelState | None = None  # mb-cgpo
-  value_stats: dict | None = None  # per critic: running statistics of its targets (PopArt)
 
 
 @struct.dataclass
@@ -136,6 +130,14 @@ class ValueStats:
 
 #: the smallest weight of one iteration in ``ValueStats``.
 VALUE_STATS_RATE = 0.05
+
+
+@struct.dataclass
+class CriticState(FirstOrderState):
+  """The state of a first-order agent with time-conditioned critics (``CriticFields``)."""
+
+  critic_opt_state: optax.OptState
+  value_stats: dict[str, ValueStats]  # per critic: running statistics of its targets (PopArt)
 
 
 def _rescale_output(params, scale):
@@ -181,27 +183,33 @@ class FirstOrder:
     mean, log_std = self.actor.apply(actor_params, self.norm(stats, obs))
     return distributions.make_distribution("tanh_normal", mean, log_std)
 
-  def init(self, key: jax.Array, hparams=None, **extra) -> FirstOrderState:
-    """A fresh state; ``extra`` are the algorithm's own fields (``radius``, ``model``, ...),
-    functions of (hp, params, key) or values."""
+  def init(self, key: jax.Array, hparams=None) -> FirstOrderState:
+    """A fresh state: a ``CriticState`` when the agent has critics. Each algorithm extends it
+    with its own fields (``agents.base.extend``), drawn from ``own_key(key)``."""
     hp = hparams_of(self.config) if hparams is None else hparams
-    k_actor, k_reward, k_cost, k_model, k_env, rng = jax.random.split(key, 6)
+    k_actor, k_reward, k_cost, _, k_env, rng = jax.random.split(key, 6)
     dummy = jnp.zeros((self.env.observation_size,))
     actor_params = self.actor.init(k_actor, dummy)
     actor_params["params"]["log_std"] = jnp.full((self.env.action_size,), hp.log_std_init)
-    params, critic_opt_state, value_stats = {"actor": actor_params}, None, None
-    if self.has_critics:
-      value_stats = {k: ValueStats.init(self.horizon) for k in CRITICS}
-      t0 = jnp.zeros((), jnp.int32)
-      params.update(reward_critic=self.critic.init(k_reward, dummy, t0),
-                    cost_critic=self.critic.init(k_cost, dummy, t0))
-      critic_opt_state = adam(hp.critic_learning_rate).init({k: params[k] for k in CRITICS})
+    params = {"actor": actor_params}
     stats = normalize.update(normalize.init(self.env.observation_size),
                              self.env.reset(k_env).obs)
-    extra = {k: v(hp, params, k_model) if callable(v) else v for k, v in extra.items()}
-    return FirstOrderState(params=params, obs_stats=stats, previous=PreviousStep.unknown(),
-                           rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
-                           critic_opt_state=critic_opt_state, value_stats=value_stats, **extra)
+    state = FirstOrderState(params=params, obs_stats=stats, previous=PreviousStep.unknown(),
+                            rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32))
+    if not self.has_critics:
+      return state
+    t0 = jnp.zeros((), jnp.int32)
+    params = {**params, "reward_critic": self.critic.init(k_reward, dummy, t0),
+              "cost_critic": self.critic.init(k_cost, dummy, t0)}
+    return extend(state.replace(params=params), CriticState,
+                  critic_opt_state=adam(hp.critic_learning_rate).init(
+                      {k: params[k] for k in CRITICS}),
+                  value_stats={k: ValueStats.init(self.horizon) for k in CRITICS})
+
+  @staticmethod
+  def own_key(key: jax.Array) -> jax.Array:
+    """The key of ``init(key)`` from which an algorithm draws its own fields (a world model)."""
+    return jax.random.split(key, 6)[3]
 
   def policy(self, state: FirstOrderState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
@@ -297,15 +305,15 @@ class FirstOrder:
     return self.fit_critics(state, episodes, fit_key)
 
   def finish(self, state: FirstOrderState, episodes: Transition, key: jax.Array, g, q, step,
-             predicted: tuple, critic_losses: dict | None = None, **changes):
-    """Step 4 after the policy step ``step`` (flat), which predicted the changes ``predicted``
-    of (J_R, J_C); ``changes`` holds the new actor params as ``actor`` and the algorithm's own
-    fields. The critics are fitted here on ``episodes`` unless ``fresh_critic_fit`` did it
-    before the gradient (its ``critic_losses``). Returns the next state, the standard metrics
-    and the algorithm's own metrics."""
+             predicted: tuple, critic_losses: dict | None, actor, **changes):
+    """Step 4 after the policy step ``step`` (flat) to the new ``actor`` params, which predicted
+    the changes ``predicted`` of (J_R, J_C); ``changes`` are the algorithm's own new fields. The
+    critics are fitted here on ``episodes`` unless ``fresh_critic_fit`` did it before the
+    gradient (its ``critic_losses``). Returns the next state and the metrics: the standard ones
+    and the family's, prefixed with the agent's name."""
     hp, prev = state.hparams, state.previous
     episode_return, episode_cost = episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean()
-    state = state.replace(params={**state.params, "actor": changes.pop("actor")}, **changes)
+    state = state.replace(params={**state.params, "actor": actor}, **changes)
     own = dict(critic_losses or {})
     if self.has_critics and critic_losses is None:
       state, own = self.fit_critics(state, episodes, key)
@@ -324,7 +332,7 @@ class FirstOrder:
         "previous_predicted_cost_change": prev.predicted_cost_change})
     metrics = standard(iteration, self.steps_per_update, episode_return, episode_cost,
                        self.config.num_envs, hp.cost_limit, state.params)
-    return state, metrics, own
+    return state, {**metrics, **prefixed(self.name, own)}
 
   @property
   def nan_metrics(self) -> tuple[str, ...]:

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
-from jaxsafe.agents.base import Agent, config, hparam, static
+from jaxsafe.agents.base import Agent, config, extend, hparam, static
 from jaxsafe.agents.first_order.base import (
   CriticFields,
+  CriticState,
   FirstOrder,
   FirstOrderConfig,
-  FirstOrderState,
   PreviousStep,
 )
 from jaxsafe.core.experience import Transition
@@ -79,6 +80,16 @@ class TrustRegionFields:
 class CGPOConfig(TrustRegionFields, CriticFields, FirstOrderConfig):
   """Hyper-parameters of ``cgpo``: the shared first-order fields, the critics and the trust
   region."""
+
+
+@struct.dataclass
+class CGPOState(CriticState):
+  """CGPO's state: the family's with critics, the trust region's squared radius delta hat, and
+  the elastic recovery's weight mu (``recovery="elastic"``; under the paper's Eq. 33 it is not
+  read and stays at ``recovery_weight_init``)."""
+
+  radius: jax.Array
+  recovery_weight: jax.Array
 
 
 def radius_update(radius, hp, rho, zeta):
@@ -157,39 +168,39 @@ def trust_region_flags(name: str) -> dict[str, str]:
   return {f"{name}/trust_region_inputs_finite": trust_region.NOT_FINITE}
 
 
-def trust_region_init(config: TrustRegionFields) -> dict:
-  """``FirstOrder.init``'s extra state of CGPO and MB-CGPO: the radius and, for the elastic
-  recovery, its weight mu."""
-  extra = {"radius": lambda hp, *_: jnp.asarray(hp.delta_init, jnp.float32)}
-  if config.recovery == "elastic":
-    extra["recovery_weight"] = lambda hp, *_: jnp.asarray(hp.recovery_weight_init, jnp.float32)
-  return extra
+def trust_region_fields(hp) -> dict:
+  """The trust region's own state fields at the start: delta hat and mu."""
+  return {"radius": jnp.asarray(hp.delta_init, jnp.float32),
+          "recovery_weight": jnp.asarray(hp.recovery_weight_init, jnp.float32)}
 
 
-def trust_region_update(fo: FirstOrder, state: FirstOrderState, g, q, episodes: Transition,
+def trust_region_update(fo: FirstOrder, state: CGPOState, g, q, episodes: Transition,
                         k_critic: jax.Array, critic_losses: dict | None = None, **changes):
   """Steps 3-4 of CGPO and MB-CGPO from the gradients (pytrees) and the measured episodes
   (``critic_losses``: from ``FirstOrder.fresh_critic_fit``, None to fit the critics after)."""
   g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
+  elastic = fo.config.recovery == "elastic"
   solution, radius, weight, step_metrics = trust_region_step(
       g_flat, q_flat, episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean(), state.radius,
-      state.previous, state.hparams, state.recovery_weight)
+      state.previous, state.hparams, state.recovery_weight if elastic else None)
   actor = trust_region.apply_step(state.params["actor"], solution.step)
   predicted = (solution.predicted_objective, q_flat @ solution.step)
-  state, metrics, own = fo.finish(state, episodes, k_critic, g_flat, q_flat, solution.step,
-                                  predicted, critic_losses, actor=actor, radius=radius,
-                                  recovery_weight=weight, **changes)
-  return state, {**metrics, **prefixed(fo.name, {**own, **step_metrics})}
+  state, metrics = fo.finish(state, episodes, k_critic, g_flat, q_flat, solution.step, predicted,
+                             critic_losses, actor, radius=radius,
+                             recovery_weight=weight if elastic else state.recovery_weight,
+                             **changes)
+  return state, {**metrics, **prefixed(fo.name, step_metrics)}
 
 
 def make_cgpo(env: Env, config: CGPOConfig, name: str = "cgpo") -> Agent:
   """Builds CGPO on ``env`` (vmapped over ``config.num_envs``, no auto-reset)."""
   fo = FirstOrder(env, config, name)
 
-  def init(key: jax.Array, hparams=None) -> FirstOrderState:
-    return fo.init(key, hparams, **trust_region_init(config))
+  def init(key: jax.Array, hparams=None) -> CGPOState:
+    state = fo.init(key, hparams)
+    return extend(state, CGPOState, **trust_region_fields(state.hparams))
 
-  def update(state: FirstOrderState):
+  def update(state: CGPOState):
     rng, k_reset, k_policy, _, _, k_critic = jax.random.split(state.rng, 6)
     # --- 1-2. Episodes of the current policy, J_R and J_C, and the gradients g and q. ------
     start = env.reset(k_reset)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
-from jaxsafe.agents.base import Agent, config, hparam, static
-from jaxsafe.agents.first_order.base import FirstOrder, FirstOrderState, adam
+from jaxsafe.agents.base import Agent, config, extend, hparam, static
+from jaxsafe.agents.first_order.base import FirstOrder, adam
 from jaxsafe.agents.first_order.cgpo import (
   CGPOConfig,
+  CGPOState,
+  trust_region_fields,
   trust_region_flags,
-  trust_region_init,
   trust_region_update,
 )
 from jaxsafe.core import replay
@@ -40,6 +42,14 @@ class MBCGPOConfig(CGPOConfig):
   model_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="world-model Adam step size")
 
 
+@struct.dataclass
+class MBCGPOState(CGPOState):
+  """MB-CGPO's state: CGPO's and the world model (its parameters, optimiser and replay
+  buffer of real transitions)."""
+
+  model: ModelState
+
+
 def model_transitions(episodes: Transition) -> Transition:
   """Real episodes [T, N] as buffer items [T * N]: s, a (as the env saw it), r, c, s', and
   ``alive`` = 0 on the steps after a termination (no loss there)."""
@@ -52,7 +62,7 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
   config = fo.config
   model = WorldModel(env.observation_size, env.action_size, config.model_hidden_sizes)
 
-  def init_model(hp, params, key) -> ModelState:
+  def init_model(hp, key) -> ModelState:
     model_params = model.init(key)
     obs, zero = jnp.zeros((env.observation_size,)), jnp.zeros(())
     example = Transition(obs=obs, action=jnp.zeros((env.action_size,)), raw_action=None,
@@ -62,10 +72,12 @@ def make_mb_cgpo(env: Env, config: MBCGPOConfig, name: str = "mb-cgpo") -> Agent
                       opt_state=adam(hp.model_learning_rate).init(model_params),
                       buffer=replay.init(example, config.buffer_capacity))
 
-  def init(key: jax.Array, hparams=None) -> FirstOrderState:
-    return fo.init(key, hparams, model=init_model, **trust_region_init(config))
+  def init(key: jax.Array, hparams=None) -> MBCGPOState:
+    state = fo.init(key, hparams)
+    return extend(state, MBCGPOState, **trust_region_fields(state.hparams),
+                  model=init_model(state.hparams, fo.own_key(key)))
 
-  def update(state: FirstOrderState):
+  def update(state: MBCGPOState):
     hp, stats = state.hparams, state.obs_stats
     rng, k_reset, k_policy, k_model, k_imagine, k_critic = jax.random.split(state.rng, 6)
 

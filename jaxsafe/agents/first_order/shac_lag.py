@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import jax
 import optax
+from flax import struct
 
-from jaxsafe.agents.base import Agent, config, hparam
+from jaxsafe.agents.base import Agent, config, extend, hparam
 from jaxsafe.agents.first_order.base import (
   CriticFields,
+  CriticState,
   FirstOrder,
   FirstOrderConfig,
   FirstOrderState,
@@ -45,6 +47,22 @@ class SHACLagConfig(CriticFields, BPTTLagConfig):
   """Hyper-parameters of ``shac-lag``: ``BPTTLagConfig`` plus the critics and the short horizon."""
 
 
+@struct.dataclass
+class BPTTLagState(FirstOrderState):
+  """BPTT-Lag's state: the family's (no critics), the actor's Adam state and the multiplier."""
+
+  actor_opt_state: optax.OptState
+  lagrange: lagrange.LagrangeState
+
+
+@struct.dataclass
+class SHACLagState(CriticState):
+  """SHAC-Lag's state: the family's with critics, the actor's Adam state and the multiplier."""
+
+  actor_opt_state: optax.OptState
+  lagrange: lagrange.LagrangeState
+
+
 def lagrangian_gradient_step(actor, g, q, opt_state, lag: lagrange.LagrangeState,
                              episode_cost, hp):
   """The dual step on the measured J_C, then one Adam step descending -(g - lambda q) (Eq. 77
@@ -61,13 +79,17 @@ def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Ag
   """Builds ``shac-lag`` (a ``SHACLagConfig``) or ``bptt-lag`` (a ``BPTTLagConfig``) on ``env``."""
   fo = FirstOrder(env, config, name)
 
-  def init(key: jax.Array, hparams=None) -> FirstOrderState:
-    return fo.init(key, hparams,
-                   actor_opt_state=lambda hp, params, _: adam(
-                       hp.actor_learning_rate, hp.max_grad_norm).init(params["actor"]),
-                   lagrange=lambda hp, *_: lagrange.init(hp.multiplier_init))
+  state_type = SHACLagState if fo.has_critics else BPTTLagState
 
-  def update(state: FirstOrderState):
+  def init(key: jax.Array, hparams=None) -> BPTTLagState | SHACLagState:
+    state = fo.init(key, hparams)
+    hp = state.hparams
+    return extend(state, state_type,
+                  actor_opt_state=adam(hp.actor_learning_rate, hp.max_grad_norm).init(
+                      state.params["actor"]),
+                  lagrange=lagrange.init(hp.multiplier_init))
+
+  def update(state: BPTTLagState | SHACLagState):
     rng, k_reset, k_policy, _, _, k_critic = jax.random.split(state.rng, 6)
     # --- 1-2. Episodes of the current policy, J_R and J_C, and the gradients g and q. ------
     start = env.reset(k_reset)
@@ -80,10 +102,10 @@ def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Ag
     # --- 4. Critics and bookkeeping. -------------------------------------------------------
     g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
     step = trust_region.flatten(actor)[0] - trust_region.flatten(state.params["actor"])[0]
-    state, metrics, own = fo.finish(state, episodes, k_critic, g_flat, q_flat, step,
-                                    (g_flat @ step, q_flat @ step), critic_losses, actor=actor,
-                                    actor_opt_state=opt_state, lagrange=lag, rng=rng)
-    return state, {**metrics, **prefixed(name, {**own, "multiplier": lag.multiplier})}
+    state, metrics = fo.finish(state, episodes, k_critic, g_flat, q_flat, step,
+                               (g_flat @ step, q_flat @ step), critic_losses, actor,
+                               actor_opt_state=opt_state, lagrange=lag, rng=rng)
+    return state, {**metrics, **prefixed(name, {"multiplier": lag.multiplier})}
 
   return Agent(name=name, config=fo.config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update, nan_metrics=fo.nan_metrics)

@@ -18,7 +18,6 @@ the whole batch (an advantage, CPPO's E-step ratios).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxsafe.agents.base import ConfigError, config, hparam, hparams_of, static
+from jaxsafe.agents.base import ConfigError, config, extend, hparam, hparams_of, static
 from jaxsafe.core import distributions, lagrange, minibatch, normalize
 from jaxsafe.core.experience import ActFn, Transition, flatten_steps
 from jaxsafe.core.metrics import standard
@@ -93,8 +92,7 @@ class LagrangianState(OnPolicyState):
 
 def with_multiplier(state: OnPolicyState, multiplier: jax.Array) -> LagrangianState:
   """``state`` with a Lagrange multiplier starting at ``multiplier``."""
-  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
-  return LagrangianState(**fields, lagrange=lagrange.init(multiplier))
+  return extend(state, LagrangianState, lagrange=lagrange.init(multiplier))
 
 
 class Advantages(NamedTuple):
