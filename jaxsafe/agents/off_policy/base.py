@@ -21,7 +21,6 @@ discounted Q_c by spreading it evenly over the episode: eps_1 = (b / T) (1 - gam
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -76,10 +75,11 @@ class OffPolicyState:
   hparams: OffPolicyConfig
   iteration: jax.Array
   last_episode: jax.Array  # (return, cost) of the latest finished episodes; NaN before any
-  extra: Any = None  # the algorithm's own carried state (CVPO: the E-step's and M-step's duals)
 
 
-#: (state, carry, (index, key)) -> (carry, metrics): one gradient step of an off-policy learner
+#: (state, carry, (index, key)) -> (carry, metrics): one gradient step of an off-policy learner;
+#: ``carry = (params, target_params, critic_opt_state, actor_opt_state, own)``, ``own`` the
+#: algorithm's own field of its state (``OffPolicy.update``).
 GradientStep = Callable[[OffPolicyState, tuple, tuple], tuple[tuple, dict]]
 
 
@@ -156,8 +156,10 @@ class OffPolicy:
   def critic_optimizer(self, hp) -> optax.GradientTransformation:
     return optax.adam(hp.critic_learning_rate)
 
-  def init(self, key: jax.Array, hparams, actor_tx: optax.GradientTransformation,
-           extra: Any = None) -> OffPolicyState:
+  def init(self, key: jax.Array, hparams, actor_tx: optax.GradientTransformation
+           ) -> OffPolicyState:
+    """The family's state; each algorithm extends it with its own field
+    (``agents.base.extend``)."""
     hp = hparams_of(self.config) if hparams is None else hparams
     k_actor, k_reward, k_cost, k_env, rng = jax.random.split(key, 5)
     obs = jnp.zeros((self.env.observation_size,))
@@ -177,7 +179,7 @@ class OffPolicy:
         actor_opt_state=actor_tx.init(params["actor"]),
         buffer=replay.init(example, self.config.buffer_capacity),
         env_state=self.env.reset(k_env), rng=rng, hparams=hp,
-        iteration=jnp.zeros((), jnp.int32), last_episode=jnp.full((2,), jnp.nan), extra=extra)
+        iteration=jnp.zeros((), jnp.int32), last_episode=jnp.full((2,), jnp.nan))
 
   # --- Collection. ----------------------------------------------------------------------------
   def warming_up(self, state: OffPolicyState) -> jax.Array:
@@ -240,26 +242,28 @@ class OffPolicy:
     return optax.apply_updates(critics, updates), opt_state, metrics
 
   # --- One update. ----------------------------------------------------------------------------
-  def update(self, state: OffPolicyState, gradient_step: GradientStep, name: str):
+  def update(self, state: OffPolicyState, gradient_step: GradientStep, name: str, own: str):
     """Collect, then ``gradient_steps`` x ``gradient_step`` (a ``lax.scan``; its results kept only
     once ``learning``), then ``finish``. ``gradient_step(state, carry, (index, key))`` maps
-    ``carry = (params, target_params, critic_opt_state, actor_opt_state, extra)`` to
-    ``(carry, metrics)``; ``state`` already holds the new data in its buffer. A metric is
-    averaged over the steps where it is not NaN."""
+    ``carry = (params, target_params, critic_opt_state, actor_opt_state, own)`` to
+    ``(carry, metrics)``, ``own`` the algorithm's field of that name in its state (CVPO's duals,
+    the Lagrangian agents' multiplier); ``state`` already holds the new data in its buffer. A
+    metric is averaged over the steps where it is not NaN."""
     rng, k_collect, k_learn = jax.random.split(state.rng, 3)
     env_state, data, buffer = self.collect(state, k_collect)
     collected = state.replace(buffer=buffer)
     carry = (state.params, state.target_params, state.critic_opt_state, state.actor_opt_state,
-             state.extra)
+             getattr(state, own))
     steps = (jnp.arange(self.config.gradient_steps),
              jax.random.split(k_learn, self.config.gradient_steps))
     learned, metrics = jax.lax.scan(lambda c, x: gradient_step(collected, c, x), carry, steps)
     learning = self.learning(state, buffer)
     carry = jax.tree_util.tree_map(lambda new, old: jnp.where(learning, new, old), learned, carry)
-    params, target, critic_opt, actor_opt, extra = carry
+    params, target, critic_opt, actor_opt, own_state = carry
     state, standard = self.finish(state, data, params=params, target_params=target,
                                   critic_opt_state=critic_opt, actor_opt_state=actor_opt,
-                                  extra=extra, buffer=buffer, env_state=env_state, rng=rng)
+                                  buffer=buffer, env_state=env_state, rng=rng,
+                                  **{own: own_state})
     step = {k: jnp.where(learning, jnp.nanmean(v), jnp.nan) for k, v in metrics.items()}
     return state, {**standard,
                    **prefixed(name, {**step, "learning": learning.astype(jnp.float32)})}

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
+from jaxsafe.agents.base import Agent, config, extend, hparam, hparams_of, static
 from jaxsafe.agents.off_policy.base import (
   OffPolicy,
   OffPolicyConfig,
@@ -72,11 +72,20 @@ class CVPOConfig(OffPolicyConfig):
 
 
 @struct.dataclass
-class CVPOExtra:
-  eta: jax.Array  # the E-step's last (eta*, lambda*), its warm start
+class CVPODuals:
+  """The duals CVPO carries from one gradient step to the next (each one's warm start)."""
+
+  eta: jax.Array  # the E-step's last (eta*, lambda*)
   lam: jax.Array
-  eta_penalty: jax.Array  # the action penalty's temperature, its warm start
-  duals: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
+  eta_penalty: jax.Array  # the action penalty's temperature
+  kl: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
+
+
+@struct.dataclass
+class CVPOState(OffPolicyState):
+  """CVPO's state: the family's and the duals."""
+
+  duals: CVPODuals
 
 
 def action_penalty_weights(raw_actions, kl_bound, eta_init, iterations: int):
@@ -93,15 +102,15 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   K, M = config.num_action_samples, config.m_step_iterations
   actor_tx = lambda hp: optax.adam(hp.actor_learning_rate)
 
-  def init(key: jax.Array, hparams=None) -> OffPolicyState:
+  def init(key: jax.Array, hparams=None) -> CVPOState:
     hp = hparams_of(config) if hparams is None else hparams
-    extra = CVPOExtra(eta=jnp.ones(()), lam=jnp.zeros(()), eta_penalty=jnp.ones(()),
-                      duals=weighted_fit.init_duals())
-    return off.init(key, hp, actor_tx(hp), extra)
+    duals = CVPODuals(eta=jnp.ones(()), lam=jnp.zeros(()), eta_penalty=jnp.ones(()),
+                      kl=weighted_fit.init_duals())
+    return extend(off.init(key, hp, actor_tx(hp)), CVPOState, duals=duals)
 
-  def gradient_step(state: OffPolicyState, carry, step):
+  def gradient_step(state: CVPOState, carry, step):
     _, key = step
-    params, target, critic_opt, actor_opt, extra = carry
+    params, target, critic_opt, actor_opt, duals = carry
     hp = state.hparams
     k_batch, k_next, k_actions = jax.random.split(key, 3)
     batch = replay.sample(state.buffer, k_batch, config.batch_size)
@@ -118,32 +127,32 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     q_c = off.q_cost(target["cost_critic"], obs, actions)
     threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
     e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
-                                  init=(extra.eta, extra.lam),
+                                  init=(duals.eta, duals.lam),
                                   iterations=config.e_step_iterations)
-    weights, eta_penalty, penalty_metrics = e_step.weights, extra.eta_penalty, {}
+    weights, eta_penalty, penalty_metrics = e_step.weights, duals.eta_penalty, {}
     if config.action_penalization:
       # MO-MPO: q_penalty = -|a - clip(a)|^2 as a second objective with its own KL bound; the
       # M-step fits the mixture of the two non-parametric policies.
-      penalised = action_penalty_weights(raw, hp.action_penalty_kl, extra.eta_penalty,
+      penalised = action_penalty_weights(raw, hp.action_penalty_kl, duals.eta_penalty,
                                          config.e_step_iterations)
       weights, eta_penalty = 0.5 * (weights + penalised.weights), penalised.eta
       penalty_metrics = {"eta_penalty": eta_penalty,
                          "outside_box": jnp.mean(jnp.abs(raw) > 1.0)}
     # M-step on the same states.
-    actor, actor_opt, duals, m_metrics = weighted_fit.m_step(
-        off.gaussian, params["actor"], actor_opt, actor_tx(hp), extra.duals,
+    actor, actor_opt, kl_duals, m_metrics = weighted_fit.m_step(
+        off.gaussian, params["actor"], actor_opt, actor_tx(hp), duals.kl,
         jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), weights, hp, M)
     params = {**params, "actor": actor}
     target = polyak(target, critics, hp.polyak)
-    extra = CVPOExtra(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, duals=duals)
+    duals = CVPODuals(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, kl=kl_duals)
     metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
                "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,
                "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean(),
                "policy_std": jnp.exp(log_std).mean(), **penalty_metrics}
-    return (params, target, critic_opt, actor_opt, extra), metrics
+    return (params, target, critic_opt, actor_opt, duals), metrics
 
-  def update(state: OffPolicyState):
-    return off.update(state, gradient_step, name)
+  def update(state: CVPOState):
+    return off.update(state, gradient_step, name, "duals")
 
   return Agent(name=name, config=config, env=env, init=init, update=update, policy=off.policy,
                steps_per_update=off.steps_per_update,

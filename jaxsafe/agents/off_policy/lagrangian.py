@@ -32,8 +32,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
-from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
+from jaxsafe.agents.base import Agent, config, extend, hparam, hparams_of, static
 from jaxsafe.agents.off_policy.base import (
   OffPolicy,
   OffPolicyConfig,
@@ -151,13 +152,21 @@ class Deterministic(OffPolicy):
     return jnp.tanh(u), hp.preactivation_penalty * jnp.sum(jnp.square(u), axis=-1)
 
 
+@struct.dataclass
+class OffPolicyLagState(OffPolicyState):
+  """The state of SAC-Lag, TD3-Lag and DDPG-Lag: the family's and the PID multiplier on Q_c."""
+
+  lagrange: lagrange.LagrangeState
+
+
 def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
           policy_delay: int = 1) -> Agent:
   actor_tx = lambda hp: optax.adam(hp.actor_learning_rate)
 
-  def init(key: jax.Array, hparams=None) -> OffPolicyState:
+  def init(key: jax.Array, hparams=None) -> OffPolicyLagState:
     hp = hparams_of(config) if hparams is None else hparams
-    return off.init(key, hp, actor_tx(hp), lagrange.init(0.0))
+    return extend(off.init(key, hp, actor_tx(hp)), OffPolicyLagState,
+                  lagrange=lagrange.init(0.0))
 
   def actor_step(params, target, actor_opt, lag, hp, obs, key):
     threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
@@ -180,7 +189,7 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
     target = polyak(target, {k: params[k] for k in target}, hp.polyak)
     return params, target, actor_opt, lag, metrics
 
-  def gradient_step(state: OffPolicyState, carry, step):
+  def gradient_step(state: OffPolicyLagState, carry, step):
     index, key = step
     params, target, critic_opt, actor_opt, lag = carry
     hp = state.hparams
@@ -199,8 +208,8 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
     params, target, actor_opt, lag, actor_metrics = stepped
     return (params, target, critic_opt, actor_opt, lag), {**critic_metrics, **actor_metrics}
 
-  def update(state: OffPolicyState):
-    return off.update(state, gradient_step, name)
+  def update(state: OffPolicyLagState):
+    return off.update(state, gradient_step, name, "lagrange")
 
   return Agent(name=name, config=config, env=env, init=init, update=update, policy=off.policy,
                steps_per_update=off.steps_per_update,
