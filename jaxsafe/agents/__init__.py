@@ -48,7 +48,7 @@ _AGENTS: dict[str, _Entry] = {
     "sac-lag": _Entry("off_policy.lagrangian", "SACLagConfig", "make_sac_lag", "SAC with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
     "td3-lag": _Entry("off_policy.lagrangian", "TD3LagConfig", "make_td3_lag", "TD3 with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
     "ddpg-lag": _Entry("off_policy.lagrangian", "DDPGLagConfig", "make_ddpg_lag", "DDPG with the PID Lagrangian on Q_c (the CVPO paper's baseline)"),
-    "bptt-lag": _Entry("first_order.shac_lag", "BPTTLagConfig", "make_shac_lag", "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)", False),
+    "bptt-lag": _Entry("first_order.shac_lag", "BPTTLagConfig", "make_bptt_lag", "full-episode BPTT gradients with a Lagrange multiplier (CGPO App. F.1)", False),
 }
 
 

@@ -157,14 +157,18 @@ class FirstOrder:
   """A reparameterised tanh-Gaussian actor and time-conditioned critics on normalised
   observations, with the shared stages as pure functions of the state (module docstring)."""
 
-  def __init__(self, env: Env, config: FirstOrderConfig, name: str, needs_gradients: bool = True):
+  def __init__(self, env: Env, config: FirstOrderConfig, name: str, critics: bool = True,
+               needs_gradients: bool = True):
+    """``critics``: time-conditioned critics bootstrap windows of ``short_horizon`` steps (the
+    config then holds ``CriticFields``); without them one window spans the episode (BPTT).
+    ``needs_gradients``: the env must be differentiable."""
     if needs_gradients and not env.differentiable:
       raise ConfigError(f"{name} differentiates through the env, but "
                         f"'{type(env.unwrapped).__name__}' is not differentiable; use mb-cgpo, "
                         f"which learns a world model")
     horizon = int(config.episode_length or env.episode_length)
     config = dataclasses.replace(config, episode_length=horizon)
-    self.has_critics = isinstance(config, CriticFields)
+    self.has_critics = critics
     self.window = config.short_horizon if self.has_critics else horizon
     if self.window > horizon:
       raise ConfigError(f"short_horizon = {self.window} exceeds the episode length {horizon}")

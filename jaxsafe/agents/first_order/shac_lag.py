@@ -75,11 +75,12 @@ def lagrangian_gradient_step(actor, g, q, opt_state, lag: lagrange.LagrangeState
   return optax.apply_updates(actor, updates), opt_state, lag
 
 
-def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Agent:
-  """Builds ``shac-lag`` (a ``SHACLagConfig``) or ``bptt-lag`` (a ``BPTTLagConfig``) on ``env``."""
-  fo = FirstOrder(env, config, name)
-
-  state_type = SHACLagState if fo.has_critics else BPTTLagState
+def make_shac_lag(env: Env, config: SHACLagConfig, name: str = "shac-lag",
+                  critics: bool = True) -> Agent:
+  """Builds ``shac-lag`` on ``env``; without ``critics`` (and with a ``BPTTLagConfig``) the same
+  box is ``bptt-lag`` (``make_bptt_lag``)."""
+  fo = FirstOrder(env, config, name, critics)
+  state_type = SHACLagState if critics else BPTTLagState
 
   def init(key: jax.Array, hparams=None) -> BPTTLagState | SHACLagState:
     state = fo.init(key, hparams)
@@ -109,3 +110,7 @@ def make_shac_lag(env: Env, config: BPTTLagConfig, name: str = "shac-lag") -> Ag
 
   return Agent(name=name, config=fo.config, env=env, init=init, update=update, policy=fo.policy,
                steps_per_update=fo.steps_per_update, nan_metrics=fo.nan_metrics)
+
+
+def make_bptt_lag(env: Env, config: BPTTLagConfig, name: str = "bptt-lag") -> Agent:
+  return make_shac_lag(env, config, name, critics=False)
