@@ -66,6 +66,29 @@ def learning_seeds(*seeds: int) -> tuple[int, ...]:
   return tuple(seed + SEED_OFFSET for seed in seeds)
 
 
+#: tiny settings per agent family (the smoke check, the compile-once test); every agent trains on
+#: ``function`` (differentiable, so the gradient-based agents accept it; they roll out whole
+#: episodes, here of 20 steps).
+_PPO = {"num_envs": 4, "rollout_length": 16, "update_epochs": 1, "num_minibatches": 2,
+        "hidden_sizes": (8,)}
+_GRADIENT = {"num_envs": 4, "episode_length": 20, "hidden_sizes": (8,)}
+_CRITICS = {"short_horizon": 5, "critic_epochs": 1, "critic_minibatches": 2}
+_MODEL = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 16,
+          "buffer_capacity": 1000}
+_DYNA = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 8,
+         "buffer_capacity": 256, "imagined_horizon": 3, "imagined_starts": 8}
+_OFF_LAG = {"num_envs": 4, "rollout_length": 4, "gradient_steps": 2, "batch_size": 8,
+            "buffer_capacity": 64, "warmup_steps": 0, "hidden_sizes": (8,)}
+_OFF = {**_OFF_LAG, "num_action_samples": 4}
+_TRPO = {**_PPO, "cg_iterations": 3, "line_search_steps": 3}
+AGENT_SMALL = {"cup": _PPO, "pdo": _PPO, "appo": _PPO, "trpo": _TRPO, "trpo-lag": _TRPO,
+               "cpo": _TRPO, "cvpo": _OFF, "sac-lag": _OFF_LAG, "td3-lag": _OFF_LAG,
+               "ddpg-lag": _OFF_LAG, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
+               "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": {**_GRADIENT, **_CRITICS},
+               "mb-cgpo": {**_GRADIENT, **_CRITICS, **_MODEL},
+               "shac-lag": {**_GRADIENT, **_CRITICS}, "bptt-lag": _GRADIENT}
+
+
 #: a tiny PPO-family configuration for tests of the runner and the CLI (not of learning).
 TINY = {"num_envs": 8, "rollout_length": 100, "update_epochs": 2, "num_minibatches": 2,
         "hidden_sizes": "16,16"}

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import AGENT_SMALL
 
 import jaxsafe
 from jaxsafe import agents, envs
@@ -28,26 +29,6 @@ def _only_when_selected(request):
   if "smoke" not in markexpr or "not smoke" in markexpr:
     pytest.skip("installation smoke check: run with -m smoke (make smoke)")
 
-#: tiny settings per agent family; every agent trains on ``function`` (differentiable, so the
-#: gradient-based agents accept it; they roll out whole episodes, here of 20 steps).
-_PPO = {"num_envs": 4, "rollout_length": 16, "update_epochs": 1, "num_minibatches": 2,
-        "hidden_sizes": (8,)}
-_GRADIENT = {"num_envs": 4, "episode_length": 20, "hidden_sizes": (8,)}
-_CRITICS = {"short_horizon": 5, "critic_epochs": 1, "critic_minibatches": 2}
-_MODEL = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 16,
-          "buffer_capacity": 1000}
-_DYNA = {"model_hidden_sizes": (8,), "model_updates": 2, "model_batch_size": 8,
-         "buffer_capacity": 256, "imagined_horizon": 3, "imagined_starts": 8}
-_OFF_LAG = {"num_envs": 4, "rollout_length": 4, "gradient_steps": 2, "batch_size": 8,
-            "buffer_capacity": 64, "warmup_steps": 0, "hidden_sizes": (8,)}
-_OFF = {**_OFF_LAG, "num_action_samples": 4}
-_TRPO = {**_PPO, "cg_iterations": 3, "line_search_steps": 3}
-SMALL = {"cup": _PPO, "pdo": _PPO, "appo": _PPO, "trpo": _TRPO, "trpo-lag": _TRPO, "cpo": _TRPO, "cvpo": _OFF, "sac-lag": _OFF_LAG, "td3-lag": _OFF_LAG, "ddpg-lag": _OFF_LAG, "ppo": _PPO, "ppo-lag": _PPO, "pid-lag": _PPO, "cppo": _PPO,
-         "dyna-cppo": {**_PPO, **_DYNA}, "cgpo": {**_GRADIENT, **_CRITICS},
-         "mb-cgpo": {**_GRADIENT, **_CRITICS, **_MODEL}, "shac-lag": {**_GRADIENT, **_CRITICS},
-         "bptt-lag": _GRADIENT}
-
-
 def _nonfinite(tree) -> list[str]:
   """Paths of float leaves with a NaN or inf, except episode statistics (NaN until one ends)."""
   bad = []
@@ -61,7 +42,7 @@ def _nonfinite(tree) -> list[str]:
 
 def test_import():
   assert jaxsafe.__name__ == "jaxsafe"
-  assert set(SMALL) == set(agents.list_agents()), "a new agent needs a tiny config here"
+  assert set(AGENT_SMALL) == set(agents.list_agents()), "a new agent needs a tiny config here"
 
 
 FAITHFUL = {"dynamics": "safety-gymnasium"}
@@ -94,7 +75,7 @@ def updated():
 
 @pytest.mark.parametrize("name", list(agents.list_agents()))
 def test_agent_update(name, updated):
-  agent = agents.make(name, "function", **SMALL[name])
+  agent = agents.make(name, "function", **AGENT_SMALL[name])
   state = jax.jit(agent.init)(jax.random.PRNGKey(0))
   state, metrics = jax.jit(agent.update)(state)
   metrics = jax.device_get(metrics)

@@ -79,7 +79,7 @@ class PreviousStep:
 
   @classmethod
   def unknown(cls) -> PreviousStep:
-    nan = jnp.full((), jnp.nan)
+    nan = jnp.full((), jnp.nan, jnp.float32)
     return cls(nan, nan, nan, nan)
 
 

@@ -179,7 +179,8 @@ class OffPolicy:
         actor_opt_state=actor_tx.init(params["actor"]),
         buffer=replay.init(example, self.config.buffer_capacity),
         env_state=self.env.reset(k_env), rng=rng, hparams=hp,
-        iteration=jnp.zeros((), jnp.int32), last_episode=jnp.full((2,), jnp.nan))
+        iteration=jnp.zeros((), jnp.int32),
+        last_episode=jnp.full((2,), jnp.nan, jnp.float32))
 
   # --- Collection. ----------------------------------------------------------------------------
   def warming_up(self, state: OffPolicyState) -> jax.Array:

@@ -166,7 +166,7 @@ class ActorCritic:
     return OnPolicyState(
         params=params, opt_state=optimizer(hp).init(params), obs_stats=stats,
         env_state=env_state, rng=rng, hparams=hp, iteration=jnp.zeros((), jnp.int32),
-        last_episode=jnp.full((2,), jnp.nan))
+        last_episode=jnp.full((2,), jnp.nan, jnp.float32))
 
   def act(self, state: OnPolicyState) -> ActFn:
     """The sampling policy of ``state`` on raw observations."""
