@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,8 +131,7 @@ def test_non_finite_gradient_stops_the_runner(cgpo_run):
   metrics = jax.device_get(metrics)
   assert float(metrics["cgpo/trust_region_inputs_finite"]) == 0.0
   assert float(metrics["cgpo/step_norm"]) == 0.0
-  jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.params["actor"],
-                         state.params["actor"])
+  chex.assert_trees_all_equal(new_state.params["actor"], state.params["actor"])
   batched = {k: np.asarray(v, np.float64)[None, None] for k, v in metrics.items()}
   flags = runner.stop_flags(agent)
   bad = runner._first_nonfinite(batched, frozenset(agent.nan_metrics), flags)

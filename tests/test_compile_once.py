@@ -29,3 +29,12 @@ def test_update_compiles_once_over_iterations_and_seeds(name):
   chex.assert_trees_all_equal_shapes_and_dtypes(states, first)
   chex.assert_shape(metrics["iteration"], (SEEDS,))
   assert int(metrics["iteration"][0]) == ITERATIONS
+
+
+@pytest.mark.parametrize("name", ["ppo", "cgpo", "sac-lag"])  # one agent per family
+def test_a_policy_asked_with_observations_of_another_size_fails_at_trace(name):
+  agent = agents.make(name, "function", **AGENT_SMALL[name])
+  state = agent.init(jax.random.PRNGKey(0))
+  wrong = jax.numpy.zeros((3, agent.env.observation_size + 1))
+  with pytest.raises(AssertionError, match="assert_axis_dimension"):
+    agent.policy(state, wrong, None, deterministic=True)

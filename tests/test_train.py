@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -57,9 +58,7 @@ def test_resume_equals_uninterrupted(straight, tmp_path):
   train.run(_spec(total_steps=4 * 800), run_dir, progress=False)
   train.resume(run_dir, total_steps=8 * 800, progress=False)
   a, b = read_progress(straight[0]), read_progress(run_dir)
-  assert sorted(a) == sorted(b)
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  chex.assert_trees_all_equal(a, b)  # every column, bit for bit (NaN equals NaN)
 
 
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(straight, tmp_path):
@@ -72,8 +71,7 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(straigh
     runner.load_states(str(run_dir))
   train.resume(str(run_dir), progress=False)
   a, b = read_progress(straight[0]), read_progress(str(run_dir))
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  chex.assert_trees_all_equal(a, b)
 
 
 def test_a_checkpoint_that_does_not_fit_the_state_is_refused_in_one_line(straight, monkeypatch):
@@ -127,8 +125,9 @@ def test_sweep_trains_settings_as_one_program_and_matches_separate_runs(tmp_path
             progress=False)
   single = read_progress(single_dir)
   sel = cols["setting"] == 1
-  for name in ("episode_return", "episode_cost", "ppo-lag/multiplier"):
-    np.testing.assert_allclose(cols[name][sel], single[name], rtol=1e-5, err_msg=name)
+  names = ("episode_return", "episode_cost", "ppo-lag/multiplier")
+  chex.assert_trees_all_close({n: cols[n][sel] for n in names}, {n: single[n] for n in names},
+                              rtol=1e-5)
 
 
 def test_divergence_stops_with_message_and_keeps_checkpoint(straight, tmp_path):
@@ -254,10 +253,7 @@ def test_large_state_round_trips_exactly(tmp_path):
   ckpt.save(3, state)
   restored = ckpt.restore(3, jax.tree_util.tree_map(jnp.zeros_like, state))
   ckpt.close()
-  assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
-  for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
-    assert a.dtype == b.dtype and a.shape == b.shape
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  chex.assert_trees_all_equal(restored, state, strict=True)  # structure, dtypes, bits
 
 
 _SHARDED = textwrap.dedent("""

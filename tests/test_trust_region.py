@@ -443,3 +443,13 @@ def test_solve_in_metric_matches_whitening_all_dimensions(shape):
         assert c + b @ x <= 1e-9
   assert seen >= ({tr.RECOVERY, tr.FEASIBLE} if shape == "b_zero" else set(range(3)) - (
       {tr.PARTIAL} if shape == "parallel" else set())), seen
+
+
+def test_inputs_of_the_wrong_shape_fail_at_the_boundary():
+  """g and q must be flat vectors of one length, c and delta scalars (chex, at trace time)."""
+  with pytest.raises(AssertionError, match="assert_equal_shape"):
+    tr.solve(jnp.ones(3), jnp.ones(4), 0.0, 1e-3)
+  with pytest.raises(AssertionError, match="assert_rank"):
+    tr.solve(jnp.ones((2, 3)), jnp.ones((2, 3)), 0.0, 1e-3)
+  with pytest.raises(AssertionError, match="assert_rank"):
+    tr.solve(jnp.ones(3), jnp.ones(3), jnp.zeros(2), 1e-3)

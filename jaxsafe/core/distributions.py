@@ -55,6 +55,11 @@ def mode(dist: distrax.Distribution) -> jax.Array:
   return postprocess(dist, _base(dist).mean())
 
 
+def act(dist: distrax.Distribution, key: jax.Array | None, deterministic: bool) -> jax.Array:
+  """A policy's action: the ``mode`` when ``deterministic``, else a sample drawn with ``key``."""
+  return mode(dist) if deterministic else sample(dist, key).action
+
+
 def entropy(dist: distrax.Distribution) -> jax.Array:
   """Entropy of the pre-squash Gaussian (the tanh term has no closed form; as Brax's PPO)."""
   return _base(dist).entropy()

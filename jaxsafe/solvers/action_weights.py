@@ -40,6 +40,7 @@ The bounds are those of the authors' SLSQP call, (1e-6, 1e5) for both variables 
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -113,6 +114,8 @@ def solve(q_reward: jax.Array, q_cost: jax.Array, cost_threshold, kl_bound,
       spread of Q_r so that the first Newton steps are well conditioned.
     iterations: Newton iterations (fixed, for jit).
   """
+  chex.assert_rank(q_reward, 2)
+  chex.assert_equal_shape([q_reward, q_cost])
   dtype = jnp.result_type(q_reward.dtype, jnp.float32)
   q_reward, q_cost = q_reward.astype(dtype), q_cost.astype(dtype)
   lower = jnp.asarray([ETA_MIN, 0.0], dtype)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,6 +168,9 @@ def e_step(advantage: jax.Array, cost_advantage: jax.Array, cost_budget: jax.Arr
     raise ValueError(f"radius must be >= 0, got {radius}")
   if not _is_tracer(min_ratio) and not 0 <= float(min_ratio) < 1:
     raise ValueError(f"min_ratio must be in [0, 1), got {min_ratio}")
+  chex.assert_rank(advantage, 1)
+  chex.assert_equal_shape([advantage, cost_advantage])
+  chex.assert_rank([cost_budget, radius], 0)
   dtype = jnp.result_type(advantage, cost_advantage, float)
   adv = jnp.asarray(advantage, dtype)
   cost_adv = jnp.asarray(cost_advantage, dtype)

@@ -56,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,6 +128,9 @@ def solve(g: jax.Array, q: jax.Array, c: jax.Array, delta: jax.Array,
   """
   if not isinstance(delta, jax.core.Tracer) and np.any(np.asarray(delta) < 0):
     raise ValueError(f"delta must be >= 0, got {delta}")
+  chex.assert_rank(g, 1)
+  chex.assert_equal_shape([g, q])
+  chex.assert_rank([c, delta, recovery_weight], 0)
   dtype = jnp.result_type(g, q, c, delta, float)
   g, q = jnp.asarray(g, dtype), jnp.asarray(q, dtype)
   c, delta = jnp.asarray(c, dtype), jnp.asarray(delta, dtype)

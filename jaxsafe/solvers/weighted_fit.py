@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -98,6 +99,9 @@ def m_step(policy: Callable, params, opt_state, tx: optax.GradientTransformation
   Returns (params, opt_state, duals, metrics): the KLs, the fit (weighted log-likelihood of the
   full policy) before and after, the line search's step length and the duals.
   """
+  chex.assert_rank([raw_actions, weights], [3, 2])
+  chex.assert_equal_shape_prefix([raw_actions, weights], 2)
+  chex.assert_equal_shape_prefix([obs, raw_actions], 1)
   old_params = params
   old_mean, old_log_std = jax.lax.stop_gradient(policy(params, obs))
 

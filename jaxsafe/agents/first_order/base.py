@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -217,8 +218,9 @@ class FirstOrder:
 
   def policy(self, state: FirstOrderState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
+    chex.assert_axis_dimension(obs, -1, self.env.observation_size)
     dist = self.dist(state.params["actor"], state.obs_stats, obs)
-    return distributions.mode(dist) if deterministic else distributions.sample(dist, key).action
+    return distributions.act(dist, key, deterministic)
 
   def policy_fn(self, stats) -> short_horizon.PolicyFn:
     """actor params -> ActFn: the reparameterised policy the gradients flow through."""

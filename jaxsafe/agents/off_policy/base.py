@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -199,6 +200,7 @@ class OffPolicy:
 
   def policy(self, state: OffPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
+    chex.assert_axis_dimension(obs, -1, self.env.observation_size)
     if deterministic:
       return self.mode(state.params["actor"], obs)
     return self.sample(state.params["actor"], obs, key, state.hparams).action

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -175,8 +176,9 @@ class ActorCritic:
 
   def policy(self, state: OnPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:
+    chex.assert_axis_dimension(obs, -1, self.env.observation_size)
     dist = self.dist(state.params["actor"], state.obs_stats, obs)
-    return distributions.mode(dist) if deterministic else distributions.sample(dist, key).action
+    return distributions.act(dist, key, deterministic)
 
   # --- Estimation. ----------------------------------------------------------------------------
   def advantages(self, state: OnPolicyState, data: Transition) -> Advantages:
