@@ -244,6 +244,15 @@ class OffPolicy:
     updates, opt_state = self.critic_optimizer(hp).update(grads, opt_state, critics)
     return optax.apply_updates(critics, updates), opt_state, metrics
 
+  def critic_update(self, state: OffPolicyState, params, target_params, opt_state,
+                    k_batch: jax.Array, k_next: jax.Array):
+    """A batch from the buffer and one step of the critics on it: (params with the new critics,
+    the critics' optimiser state, the batch, metrics)."""
+    batch = replay.sample(state.buffer, k_batch, self.config.batch_size)
+    critics, opt_state, metrics = self.critic_step(params, target_params, opt_state,
+                                                   state.hparams, batch, k_next)
+    return {**params, **critics}, opt_state, batch, metrics
+
   # --- One update. ----------------------------------------------------------------------------
   def update(self, state: OffPolicyState, gradient_step: GradientStep, name: str, own: str):
     """Collect, then ``gradient_steps`` x ``gradient_step`` (a ``lax.scan``; its results kept only

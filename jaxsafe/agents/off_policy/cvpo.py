@@ -38,7 +38,6 @@ from jaxsafe.agents.off_policy.base import (
   cost_threshold,
   polyak,
 )
-from jaxsafe.core import replay
 from jaxsafe.envs.core import Env
 from jaxsafe.solvers import action_weights, weighted_fit
 
@@ -113,10 +112,8 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     params, target, critic_opt, actor_opt, duals = carry
     hp = state.hparams
     k_batch, k_next, k_actions = jax.random.split(key, 3)
-    batch = replay.sample(state.buffer, k_batch, config.batch_size)
-    critics, critic_opt, critic_metrics = off.critic_step(params, target, critic_opt, hp, batch,
-                                                          k_next)
-    params = {**params, **critics}
+    params, critic_opt, batch, critic_metrics = off.critic_update(state, params, target,
+                                                                  critic_opt, k_batch, k_next)
     # E-step: K actions per state from pi_i, scored by the target critics.
     mean, log_std = off.gaussian(params["actor"], batch.obs)
     raw = mean[:, None] + jnp.exp(log_std)[:, None] * jax.random.normal(
@@ -143,7 +140,7 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
         off.gaussian, params["actor"], actor_opt, actor_tx(hp), duals.kl,
         jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), weights, hp, M)
     params = {**params, "actor": actor}
-    target = polyak(target, critics, hp.polyak)
+    target = polyak(target, {k: params[k] for k in target}, hp.polyak)
     duals = CVPODuals(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, kl=kl_duals)
     metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
                "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,

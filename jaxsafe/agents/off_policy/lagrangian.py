@@ -42,7 +42,7 @@ from jaxsafe.agents.off_policy.base import (
   cost_threshold,
   polyak,
 )
-from jaxsafe.core import distributions, lagrange, replay
+from jaxsafe.core import distributions, lagrange
 from jaxsafe.core.experience import ActionSample
 from jaxsafe.envs.core import Env
 
@@ -194,10 +194,8 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
     params, target, critic_opt, actor_opt, lag = carry
     hp = state.hparams
     k_batch, k_next, k_actor = jax.random.split(key, 3)
-    batch = replay.sample(state.buffer, k_batch, config.batch_size)
-    critics, critic_opt, critic_metrics = off.critic_step(params, target, critic_opt, hp, batch,
-                                                          k_next)
-    params = {**params, **critics}
+    params, critic_opt, batch, critic_metrics = off.critic_update(state, params, target,
+                                                                  critic_opt, k_batch, k_next)
     stepped = actor_step(params, target, actor_opt, lag, hp, batch.obs, k_actor)
     if policy_delay > 1:  # TD3: the actor and the targets move every `policy_delay` steps
       moves = index % policy_delay == policy_delay - 1

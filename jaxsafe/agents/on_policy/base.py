@@ -29,10 +29,11 @@ from flax import struct
 
 from jaxsafe.agents.base import ConfigError, config, extend, hparam, hparams_of, static
 from jaxsafe.core import distributions, lagrange, minibatch, normalize
-from jaxsafe.core.experience import ActFn, Transition, flatten_steps
+from jaxsafe.core.experience import ActFn, Transition, finished_episode_means, flatten_steps
 from jaxsafe.core.metrics import standard
 from jaxsafe.core.networks import ACTIVATIONS, Critic, GaussianActor, TwoHeadCritic
 from jaxsafe.core.returns import gae
+from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env, State
 
 #: (ratio, log_ratio, target, hp) -> (policy loss, aux metrics) on a minibatch.
@@ -173,6 +174,13 @@ class ActorCritic:
     """The sampling policy of ``state`` on raw observations."""
     return lambda obs, key: distributions.sample(
         self.dist(state.params["actor"], state.obs_stats, obs), key)
+
+  def collect(self, state: OnPolicyState, key: jax.Array):
+    """``rollout_length`` steps of every env with the current policy: (the env state after them,
+    the batch [T, N], (J_R, J_C, count) of the episodes that ended in it)."""
+    env_state, data = rollout(self.env, state.env_state, self.act(state), key,
+                              self.config.rollout_length)
+    return env_state, data, finished_episode_means(data)
 
   def policy(self, state: OnPolicyState, obs: jax.Array, key: jax.Array | None = None,
              deterministic: bool = False) -> jax.Array:

@@ -38,9 +38,8 @@ from jaxsafe.agents.on_policy.base import (
   OnPolicyState,
   step_metrics,
 )
-from jaxsafe.core.experience import Transition, finished_episode_means
+from jaxsafe.core.experience import Transition
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
 from jaxsafe.solvers import ratio_region
 
@@ -105,9 +104,7 @@ def cppo_update(ac: ActorCritic, state: OnPolicyState, name: str):
   rng, k_collect, k_sgd = jax.random.split(state.rng, 3)
 
   # --- 1. Collect num_envs x rollout_length steps with the current policy. -----------------
-  env_state, data = rollout(ac.env, state.env_state, ac.act(state), k_collect,
-                            ac.config.rollout_length)
-  episode = finished_episode_means(data)
+  env_state, data, episode = ac.collect(state, k_collect)
 
   # --- 2-4. GAE, E-step (Eq. 4, recovery while J_c > b), M-step (Eq. 2a). ------------------
   # J_c of the batch; the latest measured one if no episode ended in it.

@@ -33,9 +33,8 @@ from jaxsafe.agents.on_policy.base import (
 from jaxsafe.agents.on_policy.cost_rules import ascent_step, step_unless_unmeasured
 from jaxsafe.agents.on_policy.ppo import PPOConfig, clipped_surrogate_loss
 from jaxsafe.core import distributions, minibatch
-from jaxsafe.core.experience import finished_episode_means, flatten_steps
+from jaxsafe.core.experience import flatten_steps
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
 
 
@@ -100,9 +99,7 @@ def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
     rng, k_collect, k_sgd, k_project = jax.random.split(state.rng, 4)
 
     # --- 1. Collect, 2. GAE, 3. multiplier step on the batch's J_C (as ppo-lag). ----------
-    env_state, data = rollout(env, state.env_state, ac.act(state), k_collect,
-                              config.rollout_length)
-    episode = finished_episode_means(data)
+    env_state, data, episode = ac.collect(state, k_collect)
     adv = ac.advantages(state, data)
     lag = step_unless_unmeasured(ascent_step, state.lagrange, episode[1], hp)
 

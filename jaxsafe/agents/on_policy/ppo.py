@@ -42,9 +42,7 @@ from jaxsafe.agents.on_policy.cost_rules import (
   lagrangian,
   pid_step,
 )
-from jaxsafe.core.experience import finished_episode_means
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
 
 
@@ -101,9 +99,7 @@ def make_ppo(env: Env, config: PPOConfig, name: str = "ppo", cost: CostRule = RE
     rng, k_collect, k_sgd = jax.random.split(state.rng, 3)
 
     # --- 1. Collect num_envs x rollout_length steps with the current policy. ---------------
-    env_state, data = rollout(env, state.env_state, ac.act(state), k_collect,
-                              config.rollout_length)
-    episode = finished_episode_means(data)  # (J_R, J_C, count) of the episodes that ended
+    env_state, data, episode = ac.collect(state, k_collect)  # episode: (J_R, J_C, count)
 
     # --- 2. Estimate the reward and cost advantages (GAE). ---------------------------------
     adv = ac.advantages(state, data)

@@ -47,9 +47,8 @@ from jaxsafe.agents.on_policy.base import (
 )
 from jaxsafe.agents.on_policy.cost_rules import REWARD_ONLY, CostRule, ascent_step, lagrangian
 from jaxsafe.core import distributions
-from jaxsafe.core.experience import finished_episode_means, flatten_steps
+from jaxsafe.core.experience import flatten_steps
 from jaxsafe.core.metrics import prefixed
-from jaxsafe.core.rollout import rollout
 from jaxsafe.envs.core import Env
 from jaxsafe.solvers import trust_region
 from jaxsafe.solvers.natural_gradient import (
@@ -159,9 +158,7 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", cost: CostRule =
     rng, k_collect, k_sgd = jax.random.split(state.rng, 3)
 
     # --- 1. Collect num_envs x rollout_length steps with the current policy. ---------------
-    env_state, data = rollout(env, state.env_state, ac.act(state), k_collect,
-                              config.rollout_length)
-    episode = finished_episode_means(data)
+    env_state, data, episode = ac.collect(state, k_collect)
 
     # --- 2. Estimate the reward and cost advantages (GAE). ---------------------------------
     adv = ac.advantages(state, data)
