@@ -1,5 +1,8 @@
-"""The evaluation metrics of the papers: CGPO's Conv. Steps and Vio. Ratio (App. F.2, Table 1),
-and the cumulative cost of training that CVPO's Fig. 4 plots the return against.
+"""The evaluation metrics of the papers: Conv. Steps and Vio. Ratio of Dai et al., "Safe
+Reinforcement Learning using Finite-Horizon Gradient-based Estimation" (ICML 2024; App. F.2,
+Table 1), and the cumulative cost of training that Fig. 4 of Liu et al., "Constrained
+Variational Policy Optimization for Safe Reinforcement Learning" (ICML 2022) plots the return
+against.
 
 Both read one run's learning curve: per logged iteration, the env steps so far, the episode
 return and the episode cost J_C.
@@ -45,7 +48,8 @@ def violation_ratio(costs, cost_limit: float, critical_radius: float, soft_margi
 
 
 def cumulative_cost(env_steps, episode_costs, episode_length: int, cost_limit: float):
-  """CVPO Fig. 4: the cost paid during training so far, and its violation part, per update.
+  """Liu et al. 2022, Fig. 4: the cost paid during training so far, and its violation part, per
+  update.
 
   ``episode_costs`` is [runs, updates]: the mean cost of the episodes that finished in each update
   (NaN where none did, as off-policy updates of a few env steps usually are); ``env_steps`` the
