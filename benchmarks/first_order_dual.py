@@ -9,7 +9,12 @@ The ablation swaps ``agents.first_order.shac_lag.lagrangian_gradient_step`` for 
 - ``unit-pid``: the same unit gradients, lambda from a PID on the relative violation J_C / |b| - 1
   (gains without units, ``--gains Kp,Ki,Kd``: Kp 1 weighs q as much as g at a 100% violation;
   default 1, 0.05, 0.5; EMA 0.5),
-  to damp the integral-only cycle without gains in the task's cost units.
+  to damp the integral-only cycle without gains in the task's cost units;
+- ``adam``: OmniSafe's multiplier (issue 39): Adam (betas 0.9, 0.999, eps 1e-8) descending the
+  loss -lambda (J_C - b) with step ``--adam-learning-rate`` (0.035, OmniSafe's ``lambda_lr``),
+  lambda clipped at 0; its steps have the size of the learning rate whatever the cost's units.
+  Adam's moments and count are kept in the multiplier state's PID fields (integral: m,
+  smoothed_delta: v, prev_cost: t), which this rule does not otherwise use.
 
 then trains like ``generalisation.py run`` (defaults otherwise; finished runs are skipped) and
 prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the four tasks".
@@ -17,6 +22,8 @@ prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the fou
     .venv/bin/python benchmarks/first_order_dual.py pid --out /tmp/dual_pid
     .venv/bin/python benchmarks/first_order_dual.py unit --out /tmp/dual_unit
     .venv/bin/python benchmarks/first_order_dual.py unit-pid --out /tmp/dual_unit_pid
+    .venv/bin/python benchmarks/first_order_dual.py adam --out /tmp/dual_adam --task reach-around \
+        swing-up push-wall balance function
 """
 
 from __future__ import annotations
@@ -30,7 +37,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generalisation
 
 
-def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0.5)):
+def adam_multiplier(lag, episode_cost, cost_limit, learning_rate, b1=0.9, b2=0.999, eps=1e-8):
+  """One Adam step of lambda on the loss -lambda (J_C - b), then lambda >= 0 (OmniSafe's
+  ``Lagrange.update_lagrange_multiplier``)."""
+  import jax.numpy as jnp
+
+  grad = -(episode_cost - cost_limit)
+  m = b1 * lag.integral + (1.0 - b1) * grad
+  v = b2 * lag.smoothed_delta + (1.0 - b2) * grad ** 2
+  t = lag.prev_cost + 1.0
+  step = learning_rate * (m / (1.0 - b1 ** t)) / (jnp.sqrt(v / (1.0 - b2 ** t)) + eps)
+  return lag.replace(multiplier=jnp.maximum(0.0, lag.multiplier - step), integral=m,
+                     smoothed_delta=v, prev_cost=t)
+
+
+def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0.5),
+              adam_learning_rate: float = 0.035):
   """A drop-in for ``shac_lag.lagrangian_gradient_step`` with the multiplier rule ``rule``."""
   import jax
   import optax
@@ -41,6 +63,8 @@ def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0
   def step(actor, g, q, opt_state, lag, episode_cost, hp):
     if rule == "pid":  # pid-lag's defaults
       lag = lagrange.pid_update(lag, episode_cost, hp.cost_limit, 0.1, 0.01, 0.01, 0.95, 0.95)
+    elif rule == "adam":
+      lag = adam_multiplier(lag, episode_cost, hp.cost_limit, adam_learning_rate)
     else:
       if rule == "unit":
         lag = lagrange.gradient_ascent_update(lag, episode_cost / hp.cost_limit, 1.0,
@@ -63,12 +87,13 @@ def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("rule", choices=("pid", "unit", "unit-pid"))
+  parser.add_argument("rule", choices=("pid", "unit", "unit-pid", "adam"))
   parser.add_argument("--out", required=True)
   parser.add_argument("--task", nargs="+", default=list(generalisation.TASKS))
   parser.add_argument("--algos", default="shac-lag")
   parser.add_argument("--unit-learning-rate", type=float, default=0.05)
   parser.add_argument("--gains", default="1,0.05,0.5", help="unit-pid's Kp,Ki,Kd")
+  parser.add_argument("--adam-learning-rate", type=float, default=0.035)
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--seed-offset", type=int, default=0)
   parser.add_argument("--steps", type=int, default=1_500_000)
@@ -77,7 +102,8 @@ def main() -> None:
   from jaxsafe.agents.first_order import shac_lag
 
   shac_lag.lagrangian_gradient_step = dual_step(args.rule, args.unit_learning_rate,
-                                              tuple(float(g) for g in args.gains.split(",")))
+                                              tuple(float(g) for g in args.gains.split(",")),
+                                              args.adam_learning_rate)
   generalisation.run(args)
   generalisation.report(args)
 
