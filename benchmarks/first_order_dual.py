@@ -94,6 +94,8 @@ def main() -> None:
   parser.add_argument("--unit-learning-rate", type=float, default=0.05)
   parser.add_argument("--gains", default="1,0.05,0.5", help="unit-pid's Kp,Ki,Kd")
   parser.add_argument("--adam-learning-rate", type=float, default=0.035)
+  parser.add_argument("--evaluate", type=int, default=0, metavar="EPISODES",
+                      help="also evaluate each seed's mode policy (generalisation.py report)")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--seed-offset", type=int, default=0)
   parser.add_argument("--steps", type=int, default=1_500_000)
