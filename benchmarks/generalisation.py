@@ -15,6 +15,8 @@ not pay (on reacher-position, with its control cost |a|^2, that is most of the g
     .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen
     .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen --task reacher-position --evaluate 64
     .venv/bin/python benchmarks/generalisation.py cycles --out /tmp/gen --algos shac-lag,bptt-lag
+    .venv/bin/python benchmarks/generalisation.py run --out /tmp/gen_sig --algos sac-lag \
+        --set multiplier_signal=episode_cost --steps 50000     # a non-default rule, where it applies
 
 ``cycles`` shows how a Lagrangian agent's cost moves around b in the second half of each run: per
 seed, the range of J_C / b, the share of iterations above 1.05 b and the multiplier's range.
@@ -70,7 +72,18 @@ def beats(returns: np.ndarray, zero_return: float, zero_feasible: bool) -> str:
 
 
 def run(args) -> None:
-  on_policy_table.run(args, overrides=lambda *_: {})  # every algorithm at its defaults
+  """Every algorithm at its defaults, or with ``--set`` where the algorithm has that field."""
+  import dataclasses
+
+  from jaxsafe import agents
+
+  sets = dict(item.split("=", 1) for item in getattr(args, "set", []))
+
+  def overrides(algo, task, horizon):
+    fields = {f.name for f in dataclasses.fields(agents.spec(algo).config_cls)}
+    return {k: v for k, v in sets.items() if k in fields}
+
+  on_policy_table.run(args, overrides=overrides)
 
 
 def report(args) -> None:
@@ -145,6 +158,8 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--seed-offset", type=int, default=0)
   parser.add_argument("--steps", type=int, default=1_500_000)
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a hyper-parameter for every algorithm that has it (others: defaults)")
   parser.add_argument("--evaluate", type=int, default=0, metavar="EPISODES",
                       help="report: also evaluate each seed's mode policy on this many episodes")
   args = parser.parse_args()

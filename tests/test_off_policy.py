@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import AGENT_SMALL
 
 from jaxsafe import agents, train
 from jaxsafe.agents.off_policy import base as off_policy
@@ -162,3 +163,22 @@ def test_action_penalty_weights_pull_samples_into_the_box():
       assert weighted_mean < float(raw.mean()) - 0.005  # ~0.3 sqrt(2 eps) at the bound
     else:
       np.testing.assert_allclose(w, 1.0 / 32, atol=1e-6)
+
+
+def test_the_multiplier_can_follow_the_measured_episode_cost():
+  """``multiplier_signal="episode_cost"`` (issue 39): the PID's error is the latest measured J_C
+  against b, in Q_c's units (eps_1 / b per unit of cost), whatever Q_c says; before any episode
+  has been measured the multiplier stays."""
+  agent = agents.make("sac-lag", "function", multiplier_signal="episode_cost",
+                      **AGENT_SMALL["sac-lag"])
+  hp, update = agent.config, jax.jit(agent.update)
+  state = agent.init(jax.random.PRNGKey(0))
+  unmeasured, _ = update(state)
+  assert float(unmeasured.lagrange.multiplier) == 0.0
+  violating = state.replace(last_episode=jnp.array([0.0, 2.0 * hp.cost_limit], jnp.float32))
+  stepped, _ = update(violating)
+  # Two PID steps on the same error Delta: lambda = Kp Delta + Ki 2 Delta (the D term is gone
+  # at the second step, where the smoothed cost no longer rises).
+  delta = hp.cost_limit * off_policy.cost_threshold(1.0, hp.gamma, agent.env.episode_length)
+  expected = delta * (hp.pid_kp + 2 * hp.pid_ki)
+  np.testing.assert_allclose(float(stepped.lagrange.multiplier), expected, rtol=1e-5)

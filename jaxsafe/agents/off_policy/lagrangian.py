@@ -20,7 +20,9 @@ only the policy and its update differ. Each gradient step:
    steps every ``policy_delay`` gradient steps, and Q_r is its first critic, as in TD3);
 3. lambda from the PID controller on the same batch, its error the mean Q_c(s, pi(s)) - eps_1
    before the step (as the CVPO authors' ``LagrangianPIDController``; eps_1 the episode limit as
-   a discounted threshold, ``off_policy.cost_threshold``);
+   a discounted threshold, ``off_policy.cost_threshold``); with ``multiplier_signal=
+   "episode_cost"`` the error is the latest measured episode cost against b instead, in the same
+   units, (J_C - b) eps_1 / b (OmniSafe's signal; measured for issue 39, not the default);
 4. Polyak averaging of the targets (Eq. 59; TD3: only with the actor steps).
 
 Defaults: the CVPO authors' baselines (liuzuxin/cvpo-safe-rl @ aeca790,
@@ -46,6 +48,9 @@ from jaxsafe.core import distributions, lagrange
 from jaxsafe.core.experience import ActionSample
 from jaxsafe.envs.core import Env
 
+#: the multiplier's error signal (``OffPolicyLagConfig.multiplier_signal``).
+MULTIPLIER_SIGNALS = ("q_cost", "episode_cost")
+
 
 @config
 class OffPolicyLagConfig(OffPolicyConfig):
@@ -56,6 +61,11 @@ class OffPolicyLagConfig(OffPolicyConfig):
   pid_kp: float = hparam(0.1, 0.0, None, doc="proportional gain")
   pid_ki: float = hparam(0.003, 0.0, None, doc="integral gain")
   pid_kd: float = hparam(0.001, 0.0, None, doc="derivative gain")
+  multiplier_signal: str = static("q_cost", choices=MULTIPLIER_SIGNALS,
+                                  doc="what the PID compares with the limit: 'q_cost', the "
+                                  "batch's mean Q_c(s, pi(s)) against eps_1 (the CVPO authors'), "
+                                  "or 'episode_cost', the latest measured episode cost J_C "
+                                  "against b, in Q_c's units (OmniSafe's signal; issue 39)")
 
 
 @config
@@ -168,15 +178,19 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
     return extend(off.init(key, hp, actor_tx(hp)), OffPolicyLagState,
                   lagrange=lagrange.init(0.0))
 
-  def actor_step(params, target, actor_opt, lag, hp, obs, key):
+  def actor_step(params, target, actor_opt, lag, hp, obs, key, episode_cost):
     threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
 
     def loss(actor):
       action, regulariser = off.actor_action(actor, obs, key, hp)
       q_r = off.actor_value(params["reward_critic"], obs, action)
       q_c = off.q_cost(params["cost_critic"], obs, action)
-      new_lag = lagrange.pid_update(lag, jax.lax.stop_gradient(q_c.mean()), threshold,
-                                    hp.pid_kp, hp.pid_ki, hp.pid_kd)
+      if config.multiplier_signal == "q_cost":
+        signal = jax.lax.stop_gradient(q_c.mean())
+      else:  # J_C in Q_c's units: eps_1 / b per unit of episode cost (b may be 0 or negative)
+        signal = episode_cost * cost_threshold(1.0, hp.gamma, off.episode_length)
+      stepped = lagrange.pid_update(lag, signal, threshold, hp.pid_kp, hp.pid_ki, hp.pid_kd)
+      new_lag = jax.tree.map(lambda n, o: jnp.where(jnp.isnan(signal), o, n), stepped, lag)
       actor_loss = jnp.mean(regulariser - q_r)
       penalty = new_lag.multiplier * jnp.mean(q_c - threshold)
       return actor_loss + penalty, (new_lag, {
@@ -196,7 +210,8 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
     k_batch, k_next, k_actor = jax.random.split(key, 3)
     params, critic_opt, batch, critic_metrics = off.critic_update(state, params, target,
                                                                   critic_opt, k_batch, k_next)
-    stepped = actor_step(params, target, actor_opt, lag, hp, batch.obs, k_actor)
+    stepped = actor_step(params, target, actor_opt, lag, hp, batch.obs, k_actor,
+                         state.last_episode[1])
     if policy_delay > 1:  # TD3: the actor and the targets move every `policy_delay` steps
       moves = index % policy_delay == policy_delay - 1
       kept = (params, target, actor_opt, lag)
