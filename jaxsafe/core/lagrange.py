@@ -27,6 +27,12 @@ def init(initial: float = 0.0) -> LagrangeState:
                        prev_cost=zero, smoothed_delta=zero)
 
 
+def unless_unmeasured(stepped: LagrangeState, previous: LagrangeState,
+                      episode_cost: jax.Array) -> LagrangeState:
+  """``stepped``, or ``previous`` where the J_C it was stepped on is NaN (no episode finished)."""
+  return jax.tree.map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), stepped, previous)
+
+
 def gradient_ascent_update(state: LagrangeState, episode_cost: jax.Array, cost_limit: jax.Array,
                            lr: jax.Array) -> LagrangeState:
   """lambda <- max(0, lambda + lr (J_C - b)): projected ascent on the dual (Ray et al. 2019)."""

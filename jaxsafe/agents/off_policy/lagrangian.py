@@ -186,11 +186,13 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
       q_r = off.actor_value(params["reward_critic"], obs, action)
       q_c = off.q_cost(params["cost_critic"], obs, action)
       if config.multiplier_signal == "q_cost":
-        signal = jax.lax.stop_gradient(q_c.mean())
+        new_lag = lagrange.pid_update(lag, jax.lax.stop_gradient(q_c.mean()), threshold,
+                                      hp.pid_kp, hp.pid_ki, hp.pid_kd)
       else:  # J_C in Q_c's units: eps_1 / b per unit of episode cost (b may be 0 or negative)
         signal = episode_cost * cost_threshold(1.0, hp.gamma, off.episode_length)
-      stepped = lagrange.pid_update(lag, signal, threshold, hp.pid_kp, hp.pid_ki, hp.pid_kd)
-      new_lag = jax.tree.map(lambda n, o: jnp.where(jnp.isnan(signal), o, n), stepped, lag)
+        new_lag = lagrange.unless_unmeasured(
+            lagrange.pid_update(lag, signal, threshold, hp.pid_kp, hp.pid_ki, hp.pid_kd), lag,
+            episode_cost)
       actor_loss = jnp.mean(regulariser - q_r)
       penalty = new_lag.multiplier * jnp.mean(q_c - threshold)
       return actor_loss + penalty, (new_lag, {

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from jaxsafe.agents.on_policy.base import OnPolicyState, standardize, with_multiplier
 from jaxsafe.core import lagrange
@@ -57,8 +56,7 @@ def step_unless_unmeasured(step: MultiplierStep, lag: lagrange.LagrangeState,
                            episode_cost: jax.Array, hp) -> lagrange.LagrangeState:
   """``step`` on the batch's J_C; the multiplier state is kept when no episode finished in the
   batch (J_C is NaN then)."""
-  stepped = step(lag, episode_cost, hp)
-  return jax.tree.map(lambda n, o: jnp.where(jnp.isnan(episode_cost), o, n), stepped, lag)
+  return lagrange.unless_unmeasured(step(lag, episode_cost, hp), lag, episode_cost)
 
 
 def lagrangian_advantage(adv_r: jax.Array, adv_c: jax.Array, multiplier: jax.Array) -> jax.Array:
