@@ -13,6 +13,7 @@ not pay (on reacher-position, with its control cost |a|^2, that is most of the g
 
     .venv/bin/python benchmarks/generalisation.py run --out /tmp/gen --steps 1500000
     .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen
+    .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen --save benchmarks/results/generalisation.json
     .venv/bin/python benchmarks/generalisation.py report --out /tmp/gen --task reacher-position --evaluate 64
     .venv/bin/python benchmarks/generalisation.py cycles --out /tmp/gen --algos shac-lag,bptt-lag
     .venv/bin/python benchmarks/generalisation.py run --out /tmp/gen_sig --algos sac-lag \
@@ -25,6 +26,7 @@ seed, the range of J_C / b, the share of iterations above 1.05 b and the multipl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import warnings
 
@@ -91,6 +93,7 @@ def report(args) -> None:
   from jaxsafe.train.evaluation import evaluate
   from jaxsafe.train.logger import read_progress
 
+  saved = {}
   for task in args.task:
     limit = envs.make(task).cost_limit
     zero_return, zero_cost = zero_action_episode(task)
@@ -125,6 +128,30 @@ def report(args) -> None:
                 f"{' '.join(f'{c:.2f}' for c in det_cost)} | "
                 f"{beats(det_ret, zero_return, zero_feasible)} |")
       print(row, flush=True)
+      with open(os.path.join(run_dir, "config.json")) as f:
+        overrides = json.load(f)["spec"]["overrides"]
+      saved[f"{task}/{algo}"] = {
+          "cost_limit": float(limit), "env_steps": int(cols["env_steps"][-1]),
+          "last10_return": ret.round(4).tolist(), "last10_cost": cost.round(4).tolist(),
+          "feasible": feasible, "zero_action": [round(zero_return, 4), round(zero_cost, 4)],
+          "overrides": overrides}
+  if args.save:
+    write_results(args.save, saved)
+
+
+def write_results(path: str, rows: dict) -> None:
+  """Merges ``rows`` (keyed "task/algo") into the JSON file at ``path``, written atomically: the
+  committed result files behind docs' tables (benchmarks/results/)."""
+  merged = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      merged = json.load(f)
+  merged.update(rows)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(merged, f, indent=1, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
 
 
 def cycles(args) -> None:
@@ -162,6 +189,8 @@ def main() -> None:
                       help="a hyper-parameter for every algorithm that has it (others: defaults)")
   parser.add_argument("--evaluate", type=int, default=0, metavar="EPISODES",
                       help="report: also evaluate each seed's mode policy on this many episodes")
+  parser.add_argument("--save", metavar="FILE.json",
+                      help="report: also merge the per-seed values into this JSON file")
   args = parser.parse_args()
   {"run": run, "report": report, "cycles": cycles}[args.command](args)
 

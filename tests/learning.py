@@ -189,8 +189,8 @@ OFF_POLICY_AGENTS = ("cvpo", "sac-lag", "td3-lag", "ddpg-lag")
 #: The off-policy agents run (64, 64) networks instead of their default (256, 256), and start
 #: learning after 1,600 env steps instead of 4,000 (CI time); nothing else changes.
 OFF_POLICY_BATCH = {"hidden_sizes": (64, 64), "warmup_steps": 1600}
-#: Where the off-policy agents' Q_c threshold holds a stationary policy on cruise, as a fraction
-#: of b: (1 - gamma^T) with gamma 0.99 and T 100 (docs/algorithms.md, "SAC-Lag, TD3-Lag, DDPG-Lag").
+#: Where CVPO's Q_c threshold holds a stationary policy on cruise, as a fraction of b:
+#: (1 - gamma^T) with gamma 0.99 and T 100 (docs/algorithms.md, "SAC-Lag, TD3-Lag, DDPG-Lag").
 OFF_POLICY_COST_LEVEL = 1.0 - 0.99 ** 100
 
 CLAIMS: dict[str, Claim] = {
@@ -230,15 +230,16 @@ CLAIMS: dict[str, Claim] = {
                                    feasible_on_average(1.0, -70.0), {}),
     "cgpo/reach-around": Claim("cgpo", "reach-around", 150, feasible_on_average(1.05, -60.0),
                                GRADIENT_BATCH),
-    # The off-policy agents' threshold on the discounted Q_c, with critics that bootstrap
-    # through the time limit, holds a stationary policy to an episode cost of
-    # (1 - gamma^T) b = 0.634 b here (docs/algorithms.md): SAC-Lag settles there.
-    "sac-lag/cruise": Claim("sac-lag", "cruise", 1000,
-                            at_limit(0.05, 0.97, level=OFF_POLICY_COST_LEVEL), OFF_POLICY_BATCH),
-    # The deterministic actors oscillate around it.
-    "td3-lag/cruise": Claim("td3-lag", "cruise", 1000, feasible_on_average(1.2, 30.0, 0.5),
+    # The off-policy Lagrangians' multiplier follows the measured episode cost (issue 39), so
+    # they settle at b itself; 16 seeds (0-9, 100-102, 200-202): SAC-Lag's last-10% cost
+    # 24.61-25.74, efficiency 0.972-0.992 (docs/benchmarks.md).
+    "sac-lag/cruise": Claim("sac-lag", "cruise", 1000, at_limit(0.05, 0.95), OFF_POLICY_BATCH),
+    # The deterministic actors swing around it on some seeds (last-10% efficiency down to 0.77);
+    # over the last half their mean cost is within 1.4% of b (max 25.33) and their return at
+    # least 42.8 on the 16 seeds.
+    "td3-lag/cruise": Claim("td3-lag", "cruise", 1000, feasible_on_average(1.1, 35.0, 0.5),
                             OFF_POLICY_BATCH),
-    "ddpg-lag/cruise": Claim("ddpg-lag", "cruise", 1000, feasible_on_average(1.0, 30.0, 0.5),
+    "ddpg-lag/cruise": Claim("ddpg-lag", "cruise", 1000, feasible_on_average(1.1, 35.0, 0.5),
                              OFF_POLICY_BATCH),
     # CVPO's E-step holds E_q[Q_c] to the same threshold: it ends feasible, at that level.
     "cvpo/cruise": Claim("cvpo", "cruise", 500, at_limit(0.15, 0.95, level=OFF_POLICY_COST_LEVEL),
@@ -251,6 +252,6 @@ QUICK_CLAIMS: dict[str, Claim] = {
     "ppo-lag/cruise@40": Claim("ppo-lag", "cruise", 40, at_limit(0.1, 0.95), ON_POLICY_BATCH),
     "cppo/function@30": Claim("cppo", "function", 30, recovers(25), ON_POLICY_BATCH),
     "cgpo/cruise@20": Claim("cgpo", "cruise", 20, at_limit(0.2, 0.9), GRADIENT_BATCH),
-    "sac-lag/cruise@500": Claim("sac-lag", "cruise", 500, feasible_on_average(1.2, 25.0, 0.1),
-                                OFF_POLICY_BATCH),
+    # 16 seeds: cost 24.83-25.27, efficiency 0.990-0.993 over updates 451-500.
+    "sac-lag/cruise@500": Claim("sac-lag", "cruise", 500, at_limit(0.1, 0.9), OFF_POLICY_BATCH),
 }

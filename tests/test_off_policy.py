@@ -109,7 +109,8 @@ def test_pid_multiplier_rises_while_q_cost_exceeds_the_threshold():
   lam = {}
   for limit in (0.0, 1e4):
     agent = agents.make("sac-lag", "cruise", **{**TINY_LAG, "warmup_steps": 0,
-                                                "cost_limit": limit, "pid_ki": 0.1})
+                                                "cost_limit": limit, "pid_ki": 0.1,
+                                                "multiplier_signal": "q_cost"})
     update = jax.jit(agent.update)
     state = jax.jit(agent.init)(jax.random.PRNGKey(0))
     trace = []

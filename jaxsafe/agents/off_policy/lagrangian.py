@@ -18,15 +18,19 @@ only the policy and its update differ. Each gradient step:
    with a = pi_theta(s) reparameterised (for the deterministic policies the alpha log pi term
    is replaced by a small penalty on the actor's pre-tanh output, ours: docs/algorithms.md; TD3
    steps every ``policy_delay`` gradient steps, and Q_r is its first critic, as in TD3);
-3. lambda from the PID controller on the same batch, its error the mean Q_c(s, pi(s)) - eps_1
-   before the step (as the CVPO authors' ``LagrangianPIDController``; eps_1 the episode limit as
-   a discounted threshold, ``off_policy.cost_threshold``); with ``multiplier_signal=
-   "episode_cost"`` the error is the latest measured episode cost against b instead, in the same
-   units, (J_C - b) eps_1 / b (OmniSafe's signal; measured for issue 39, not the default);
+3. lambda from the PID controller (``core.lagrange.pid_update``). Its error is the latest measured
+   episode cost against the limit, in Q_c's units: (J_C - b) eps_1 / b, eps_1 the episode limit as
+   a discounted threshold (``off_policy.cost_threshold``), as OmniSafe's off-policy Lagrangians
+   drive lambda with the measured episode cost (issue 39: the default since 2026-12-07, gains
+   Kp 0.01, Ki 3e-4, Kd 0 per gradient step). ``multiplier_signal="q_cost"`` gives the CVPO
+   authors' signal instead, the batch mean Q_c(s, pi(s)) - eps_1 before the step (their
+   ``LagrangianPIDController``, gains 0.1 / 0.003 / 0.001), which holds the replayed states'
+   mean Q_c, not J_C, at the limit (docs/algorithms.md);
 4. Polyak averaging of the targets (Eq. 59; TD3: only with the actor steps).
 
 Defaults: the CVPO authors' baselines (liuzuxin/cvpo-safe-rl @ aeca790,
-``script/config/config_baseline.yaml`` and ``safe_rl/policy/{sac,td3,ddpg}_lag.py``).
+``script/config/config_baseline.yaml`` and ``safe_rl/policy/{sac,td3,ddpg}_lag.py``), except the
+multiplier's signal and gains (step 3).
 """
 
 from __future__ import annotations
@@ -54,18 +58,20 @@ MULTIPLIER_SIGNALS = ("q_cost", "episode_cost")
 
 @config
 class OffPolicyLagConfig(OffPolicyConfig):
-  """What the three baselines add to ``OffPolicyConfig``: the actor's step size and the PID
-  gains (the CVPO authors' KP 0.1, KI 0.003, KD 0.001, applied once per actor step)."""
+  """What the three baselines add to ``OffPolicyConfig``: the actor's step size, the PID gains
+  (applied once per actor step) and the multiplier's signal. The gains are measured for the
+  measured-episode-cost signal (issue 39, docs/algorithms.md); the CVPO authors' setting is
+  ``multiplier_signal=q_cost, pid_kp=0.1, pid_ki=0.003, pid_kd=0.001``."""
 
   actor_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="Adam step size of the actor")
-  pid_kp: float = hparam(0.1, 0.0, None, doc="proportional gain")
-  pid_ki: float = hparam(0.003, 0.0, None, doc="integral gain")
-  pid_kd: float = hparam(0.001, 0.0, None, doc="derivative gain")
-  multiplier_signal: str = static("q_cost", choices=MULTIPLIER_SIGNALS,
-                                  doc="what the PID compares with the limit: 'q_cost', the "
-                                  "batch's mean Q_c(s, pi(s)) against eps_1 (the CVPO authors'), "
-                                  "or 'episode_cost', the latest measured episode cost J_C "
-                                  "against b, in Q_c's units (OmniSafe's signal; issue 39)")
+  pid_kp: float = hparam(0.01, 0.0, None, doc="proportional gain")
+  pid_ki: float = hparam(3e-4, 0.0, None, doc="integral gain (per actor step)")
+  pid_kd: float = hparam(0.0, 0.0, None, doc="derivative gain")
+  multiplier_signal: str = static("episode_cost", choices=MULTIPLIER_SIGNALS,
+                                  doc="what the PID compares with the limit: 'episode_cost', "
+                                  "the latest measured episode cost J_C against b, in Q_c's "
+                                  "units (OmniSafe's signal; issue 39), or 'q_cost', the "
+                                  "batch's mean Q_c(s, pi(s)) against eps_1 (the CVPO authors')")
 
 
 @config
