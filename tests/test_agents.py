@@ -168,6 +168,25 @@ def test_trust_region_step_by_hand():
   np.testing.assert_allclose(np.asarray(sol.step), [0.0, -0.01], atol=1e-7)
 
 
+def test_rho_is_one_where_both_return_changes_are_within_the_noise():
+  """``rho_noise`` k: a step that predicted +0.01 and measured -0.02, with a standard error of the
+  measured change of 0.05, gives rho = 1 at k = 2 (no evidence against the model, e.g. at a
+  saturated return) and Eq. 18's rho = -2 at k = 0; a prediction beyond the noise keeps Eq. 18."""
+  g, q = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+  previous = PreviousStep(*map(jnp.asarray, (10.02, 14.5, 0.01, 0.5)))
+  rho = {}
+  for k in (0.0, 2.0):
+    hp = cgpo.CGPOConfig(cost_limit=25.0, rho_noise=k)
+    rho[k] = float(cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4), previous, hp,
+                                          return_change_noise=0.05)[3]["rho"])
+  assert rho == pytest.approx({0.0: -2.0, 2.0: 1.0}, rel=1e-4)  # float32
+  beyond = PreviousStep(*map(jnp.asarray, (10.02, 14.5, 0.5, 0.5)))
+  hp = cgpo.CGPOConfig(cost_limit=25.0, rho_noise=2.0)
+  _, _, _, metrics = cgpo.trust_region_step(g, q, 10.0, 15.0, jnp.asarray(1e-4), beyond, hp,
+                                            return_change_noise=0.05)
+  assert float(metrics["rho"]) == pytest.approx(-0.04, rel=1e-4)
+
+
 def test_elastic_recovery_step_by_hand():
   """The elastic step (Sl1QP) on the infeasible case only: with unit u = g/|g|, v = q/|q|,
   d = sqrt(delta) (u - mu v) / |u - mu v|; g = (3, 0), q = (0, 2) (so u = (1, 0), v = (0, 1)) and

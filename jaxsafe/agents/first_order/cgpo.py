@@ -66,6 +66,10 @@ class TrustRegionFields:
   beta_2: float = hparam(1.25, 1.0, None, doc="radius growth factor (Eq. 18)")
   eta_1: float = hparam(0.25, 0.0, 1.0, doc="shrink when rho or zeta is below this")
   eta_2: float = hparam(0.75, 0.0, None, doc="grow when rho and zeta reach this")
+  rho_noise: float = hparam(0.0, 0.0, None, doc="k: rho := 1 when the predicted and the "
+                            "measured change of J_R are both within k standard errors of the "
+                            "measured change (no evidence against the model); 0: Eq. 18 as "
+                            "published")
   recovery: str = static("paper", choices=RECOVERY_RULES,
                          doc="step when no point of the ball is feasible: 'paper' (Eq. 33, "
                              "-q) or 'elastic' (exact penalty, docs/algorithms.md)")
@@ -129,12 +133,14 @@ def recovery_weight_update(weight, hp, previous: PreviousStep, episode_return, e
 
 def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
                       episode_cost: jax.Array, radius: jax.Array, previous: PreviousStep, hp,
-                      recovery_weight: jax.Array | None = None):
+                      recovery_weight: jax.Array | None = None,
+                      return_change_noise: jax.Array | float = 0.0):
   """Eq. 18 from what the last step predicted and what was measured since, then Eq. 10.
 
   ``g``, ``q`` are flat; ``recovery_weight`` (None: Eq. 33) is the elastic recovery's mu before
-  this iteration's measurement. Returns (``trust_region.Solution``, the new radius, the new
-  recovery weight or None, metrics).
+  this iteration's measurement; ``return_change_noise`` the standard error of the measured change
+  of J_R (``hp.rho_noise`` standard errors of it make a change indistinguishable from 0).
+  Returns (``trust_region.Solution``, the new radius, the new recovery weight or None, metrics).
   """
   measured_return_change = episode_return - previous.episode_return
   measured_cost_change = episode_cost - previous.episode_cost
@@ -142,6 +148,10 @@ def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
   significant = jnp.abs(predicted) > _TINY
   rho = jnp.where(significant, measured_return_change / jnp.where(significant, predicted, 1.0),
                   1.0)
+  # Both changes within the noise (e.g. at a saturated return): the model is not contradicted.
+  noise = hp.rho_noise * return_change_noise
+  rho = jnp.where((jnp.abs(predicted) <= noise) & (jnp.abs(measured_return_change) <= noise),
+                  1.0, rho)
   zeta = jnp.where(jnp.abs(measured_cost_change) > _TINY,
                    jnp.abs(hp.cost_limit - episode_cost)
                    / jnp.maximum(jnp.abs(measured_cost_change), _TINY), jnp.inf)
@@ -180,9 +190,13 @@ def trust_region_update(fo: FirstOrder, state: CGPOState, g, q, episodes: Transi
   (``critic_losses``: from ``FirstOrder.fresh_critic_fit``, None to fit the critics after)."""
   g_flat, q_flat = trust_region.flatten(g)[0], trust_region.flatten(q)[0]
   elastic = fo.config.recovery == "elastic"
+  returns = episodes.reward.sum(0)  # one episode per env
+  # The change of a mean over N episodes between two batches: sqrt(2) x its standard error.
+  return_change_noise = jnp.sqrt(2.0 / returns.size) * returns.std()
   solution, radius, weight, step_metrics = trust_region_step(
-      g_flat, q_flat, episodes.reward.sum(0).mean(), episodes.cost.sum(0).mean(), state.radius,
-      state.previous, state.hparams, state.recovery_weight if elastic else None)
+      g_flat, q_flat, returns.mean(), episodes.cost.sum(0).mean(), state.radius,
+      state.previous, state.hparams, state.recovery_weight if elastic else None,
+      return_change_noise)
   actor = trust_region.apply_step(state.params["actor"], solution.step)
   predicted = (solution.predicted_objective, q_flat @ solution.step)
   state, metrics = fo.finish(state, episodes, k_critic, g_flat, q_flat, solution.step, predicted,
