@@ -103,3 +103,14 @@ def test_backtracking_line_search_takes_the_first_accepted_fraction():
   new, fraction = jax.jit(jax.vmap(search))(jnp.array([1.0, 0.3, 0.01]))
   np.testing.assert_allclose(np.asarray(fraction), [1.0, 0.25, 0.0])
   np.testing.assert_allclose(np.asarray(new["w"][:, 0]), [1.0, 0.25, 0.0])
+
+
+def test_backtracking_line_search_keeps_params_when_a_rejected_step_is_not_finite():
+  """A step with an infinity (CPO's binding case when g and b are parallel) that no candidate
+  passes leaves the parameters as they were: not params + 0 * inf = NaN."""
+  params = {"w": jnp.array([0.5, -1.0])}
+  step = {"w": jnp.array([jnp.inf, 1.0])}
+  new, fraction = backtracking_line_search(params, step, lambda p: jnp.all(jnp.isfinite(p["w"])),
+                                           max_backtracks=3)
+  assert float(fraction) == 0.0
+  np.testing.assert_array_equal(np.asarray(new["w"]), [0.5, -1.0])

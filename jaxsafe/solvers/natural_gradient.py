@@ -76,4 +76,6 @@ def backtracking_line_search(params: Params, step: Params,
 
   k, found = jax.lax.while_loop(searching, body, (jnp.int32(0), jnp.bool_(False)))
   fraction = jnp.where(found, decay ** k, 0.0)
-  return candidate(fraction), fraction
+  # Not params + 0 * step: a rejected step may hold infinities (0 * inf = NaN).
+  kept = jax.tree.map(lambda new, old: jnp.where(found, new, old), candidate(fraction), params)
+  return kept, fraction

@@ -15,8 +15,8 @@
   form by ``solvers.trust_region.solve_in_metric``, the solver CGPO uses, in the Fisher metric; when
   no point of the trust region is feasible (c > 0 and c^2 / s > 2 delta) it takes the recovery
   step -sqrt(2 delta / s) F^-1 b (Sec. 6.2). The line search then asks the cost surrogate not to
-  rise by more than max(-c, 0), the reward surrogate to improve (not in recovery) and the KL to
-  stay within 1.5 delta (OmniSafe's CPO).
+  rise by more than max(-c, 0), the reward surrogate not to fall (asked only where the step starts
+  feasible, c <= 0) and the KL to stay within 1.5 delta (OmniSafe's CPO).
 
 Details follow OmniSafe's TRPO/CPO (its defaults are named in the configs): reward advantages
 standardised, cost advantages centred only (their scale must match c's), c = (J_C - b) / T (the
@@ -119,11 +119,12 @@ def policy_step(ac: ActorCritic, actor, stats, batch: dict, violation: jax.Array
     p, ghb, bhb, c = x, jnp.zeros_like(ghg), jnp.zeros_like(ghg), -jnp.ones_like(ghg)
   solution, alpha, beta = trust_region.solve_in_metric(ghg, ghb, bhb, c, 2.0 * hp.target_kl)
   step = optax.tree.add_scale(optax.tree.scale(alpha, x), beta, p)
-  recovery = solution.case == trust_region.RECOVERY
 
   def accept(candidate):
     ok = kl(candidate) <= hp.kl_tolerance * hp.target_kl
-    ok &= (surrogate(candidate, batch["adv_r"]) >= reward_before) | (constrained & recovery)
+    # The reward surrogate must not fall, unless the step starts infeasible (OmniSafe's CPO: a
+    # cost cut comes first there, and where reward and cost agree it costs reward).
+    ok &= (surrogate(candidate, batch["adv_r"]) >= reward_before) | (constrained & (c > 0))
     if constrained:
       ok &= surrogate(candidate, batch["adv_c"]) - cost_before <= jnp.maximum(-c, 0.0)
     return ok & solution.ok
