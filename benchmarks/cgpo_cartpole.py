@@ -27,6 +27,8 @@ PAPER_CONV_STEPS = 1.77e6
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("run_dir")
+  parser.add_argument("--setting", type=int, default=0,
+                      help="the sweep setting to read (a run with --sweep has several)")
   args = parser.parse_args()
   from jaxsafe.train.logger import read_progress
   from jaxsafe.train.paper_metrics import convergence_step, violation_ratio
@@ -41,7 +43,7 @@ def main() -> None:
   print("|---|---|---|---|---|---|---|---|")
   holds, convs = [], []
   for seed in np.unique(cols["seed"]):
-    sel = cols["seed"] == seed
+    sel = (cols["seed"] == seed) & (cols.get("setting", np.zeros_like(cols["seed"])) == args.setting)
     steps, ret, cost = cols["env_steps"][sel], cols["episode_return"][sel], cols["episode_cost"][sel]
     tail = max(1, len(ret) // 10)
     last_cost, last_ret = cost[-tail:].mean(), ret[-tail:].mean()

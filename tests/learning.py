@@ -206,6 +206,8 @@ CLAIMS: dict[str, Claim] = {
     # 20.7-30.0 on 16 seeds); its mean over the last half sits within 4% of b.
     "trpo-lag/cruise": Claim("trpo-lag", "cruise", 80, at_limit(0.15, 0.98, window=0.5),
                              ON_POLICY_BATCH),
+    # With the violation's integral (issue 39), 16 seeds: last-10% cost 24.98-25.00, efficiency
+    # 0.997-0.998 (the paper's c: 24.98-25.03).
     "cpo/cruise": Claim("cpo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     # On function (reward = cost) CPPO at its defaults ends 1-37% *below* the limit: with two
     # critics, A and A_c differ only by fitting noise (docs/algorithms.md, "Precision on
@@ -214,7 +216,9 @@ CLAIMS: dict[str, Claim] = {
                            ON_POLICY_BATCH),
     "dyna-cppo/cruise": Claim("dyna-cppo", "cruise", 30, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "cgpo/cruise": Claim("cgpo", "cruise", 40, at_limit(0.05, 0.97), GRADIENT_BATCH),
-    "cgpo/function": Claim("cgpo", "function", 80, recovers(25, at_limit(0.1)), GRADIENT_BATCH,
+    # The elastic recovery (the default since issue 39), 16 seeds: first feasible by update 15,
+    # last-10% cost 7.99-8.85 (Eq. 33 held 10% on every seed; docs/algorithms.md).
+    "cgpo/function": Claim("cgpo", "function", 80, recovers(25, at_limit(0.15)), GRADIENT_BATCH,
                            extra=("case",)),
     "mb-cgpo/cruise": Claim("mb-cgpo", "cruise", 40, at_limit(0.05, 0.95), GRADIENT_BATCH),
     # Its multiplier swings the cost around b (last-50% mean return 24.4-49.7 on 16 seeds with
@@ -228,7 +232,8 @@ CLAIMS: dict[str, Claim] = {
     # with 32, one seed in 16 (200) stalled at return -166, cost 1.9 b.
     "shac-lag/reach-around": Claim("shac-lag", "reach-around", 120,
                                    feasible_on_average(1.0, -70.0), {}),
-    "cgpo/reach-around": Claim("cgpo", "reach-around", 150, feasible_on_average(1.05, -60.0),
+    # Elastic recovery, 16 seeds: last-50% cost 1.97-2.12, return -63.3 .. -35.8.
+    "cgpo/reach-around": Claim("cgpo", "reach-around", 150, feasible_on_average(1.1, -75.0),
                                GRADIENT_BATCH),
     # The off-policy Lagrangians' multiplier follows the measured episode cost (issue 39), so
     # they settle at b itself; 16 seeds (0-9, 100-102, 200-202): SAC-Lag's last-10% cost

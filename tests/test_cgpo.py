@@ -55,7 +55,7 @@ def test_cgpo_update_is_one_jitted_iteration(cgpo_run):
 
 @pytest.mark.slow  # 28 s of compile; the step and the weight rule are unit-tested in test_agents
 def test_elastic_recovery_runs_and_adapts_its_weight():
-  """``recovery=elastic`` (opt-in) carries mu in the state and logs it: on ``function`` (J_C > b
+  """``recovery=elastic`` (the default) carries mu in the state and logs it: on ``function`` (J_C > b
   at the start) the first steps are recoveries, mu starts at 1 and moves by factors of 2 only."""
   agent = agents.make("cgpo", "function", recovery="elastic", **SMALL)
   state, history = _train(agent, 4)
@@ -68,7 +68,7 @@ def test_elastic_recovery_runs_and_adapts_its_weight():
 
 def test_same_seed_same_numbers(cgpo_run):
   agent, _, history = cgpo_run
-  assert "cgpo/recovery_weight" not in history[0]  # the paper's Eq. 33 (default) has no mu
+  assert "cgpo/recovery_weight" in history[0]  # the elastic recovery (default) logs its mu
   _, again = _train(agent, 2)
   for name in ("episode_return", "episode_cost", "cgpo/step_norm"):
     assert again[1][name] == history[1][name]

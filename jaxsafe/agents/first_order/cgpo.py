@@ -10,10 +10,11 @@ Dai et al. (2024), Algorithm 1. One ``update``:
    zeta_k = |b - J_C(theta_{k+1})| / |J_C(theta_{k+1}) - J_C(theta_k)|, both evaluated when
    theta_{k+1}'s episodes are measured, i.e. at the start of iteration k+1; then the sub-problem
    of Eq. 10 with c_k = J_C - b in closed form (``solvers.trust_region``: Theorem 5.1,
-   Corollary 5.2, Algorithm 2). Where no point of the ball is feasible, ``recovery="paper"``
-   (default) steps along -q (Eq. 33); ``recovery="elastic"`` takes the exact-penalty step
-   d ~ u - mu v (u, v the unit g and q) with an adaptive weight mu (``recovery_weight_update``),
-   which tends to Eq. 33 as mu -> inf (docs/algorithms.md, "Infeasible starts").
+   Corollary 5.2, Algorithm 2). Where no point of the ball is feasible, ``recovery="elastic"``
+   (default; ours) takes the exact-penalty step d ~ u - mu v (u, v the unit g and q) with an
+   adaptive weight mu (``recovery_weight_update``), which tends to Eq. 33 as mu -> inf;
+   ``recovery="paper"`` steps along -q (Eq. 33), which never leaves the infeasible start of
+   `cartpole-position` (docs/algorithms.md, "Infeasible starts").
 4. The critics on TD(lambda) targets (Eq. 66-68), the observation statistics. By default
    (``fresh_critics``) the critic regression runs before step 2 instead, on the same episodes,
    so that the gradient bootstraps from this policy's values (docs/algorithms.md,
@@ -70,7 +71,7 @@ class TrustRegionFields:
                             "measured change of J_R are both within k standard errors of the "
                             "measured change (no evidence against the model); 0: Eq. 18 as "
                             "published")
-  recovery: str = static("paper", choices=RECOVERY_RULES,
+  recovery: str = static("elastic", choices=RECOVERY_RULES,
                          doc="step when no point of the ball is feasible: 'paper' (Eq. 33, "
                              "-q) or 'elastic' (exact penalty, docs/algorithms.md)")
   recovery_weight_init: float = hparam(1.0, 0.0, None, doc="elastic recovery: initial "

@@ -1,12 +1,15 @@
 """CPO: Constrained Policy Optimization (Achiam et al. 2017, Sec. 6), on the TRPO box.
 
 The TRPO box (``trpo.make_trpo``) with one rule passed in, the violation c of the linearised
-constraint c + b.x <= 0: the latest measured J_C (this batch's, else the last one's) over the
-limit, per env step, c = (J_C - b) / T (OmniSafe's scale: the episode cost's excess as a rate,
-that of the surrogate's gradient); before any episode has finished it is 0 (on the boundary).
-With it, ``trpo.policy_step`` solves CPO's dual (Sec. 6.1) and takes the recovery step where no
-point of the trust region is feasible (Sec. 6.2); the line search keeps the cost surrogate's rise
-within max(-c, 0).
+constraint c + b.x <= 0 (Sec. 6.1). By default it is the paper's c, the latest measured J_C (this
+batch's, else the last one's) over the limit, per env step, c = (J_C - b) / T (the scale of the
+surrogate's gradient, a mean over env steps), plus an integral term of ours: c = (J_C - b + k_I I)
+/ T with I = max(0, I + J_C - b) summed over the measured updates (``violation_integral`` k_I 0.3;
+issue 39, docs/algorithms.md "CPO's c"): the linear model predicts the cost cut each step asks
+for, but on `point-goal` the measured J_C did not follow, and the remembered excess asks again.
+Before any episode has finished c is 0 (on the boundary). With c, ``trpo.policy_step`` solves
+CPO's dual (Sec. 6.1) and takes the recovery step where no point of the trust region is feasible
+(Sec. 6.2); the line search keeps the cost surrogate's rise within max(-c, 0).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class CPOConfig(TRPOConfig):
                                 doc="c of the linearised constraint: 'rate', (J_C - b) / T, the "
                                 "scale of the cost surrogate's gradient (the paper's "
                                 "linearisation), or 'episode', J_C - b (OmniSafe's CPO)")
-  violation_integral: float = hparam(0.0, 0.0, None, doc="k_I: c is taken from J_C - b + k_I "
+  violation_integral: float = hparam(0.3, 0.0, None, doc="k_I: c is taken from J_C - b + k_I "
                                      "I, I = max(0, I + J_C - b) summed over the updates (0: the "
                                      "paper's c)")
 
