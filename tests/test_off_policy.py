@@ -183,3 +183,21 @@ def test_the_multiplier_can_follow_the_measured_episode_cost():
   delta = hp.cost_limit * off_policy.cost_threshold(1.0, hp.gamma, agent.env.episode_length)
   expected = delta * (hp.pid_kp + 2 * hp.pid_ki)
   np.testing.assert_allclose(float(stepped.lagrange.multiplier), expected, rtol=1e-5)
+
+
+def test_cvpo_threshold_shift_integrates_the_measured_excess():
+  """``threshold_gain`` k (issue 39): S grows by (J_C - b) eps_1 / b per gradient step, in Q_c's
+  units, and is capped where the threshold eps_1 - k S would fall below 0; a NaN J_C (nothing
+  measured) or k = 0 keeps S."""
+  from jaxsafe.agents.off_policy.cvpo import CVPOConfig, measured_threshold_shift
+  T, b = 100, 25.0
+  hp = CVPOConfig(cost_limit=b, threshold_gain=0.01)
+  eps_1 = off_policy.cost_threshold(b, hp.gamma, T)
+  per_cost = off_policy.cost_threshold(1.0, hp.gamma, T)
+  shift = lambda s, j_c, config=hp: float(measured_threshold_shift(
+      jnp.asarray(s), jnp.asarray(j_c), eps_1, config, T))
+  assert shift(2.0, 35.0) == pytest.approx(2.0 + 10.0 * per_cost, rel=1e-5)
+  assert shift(2.0, 5.0) == pytest.approx(2.0 - 20.0 * per_cost, rel=1e-5)  # below b: S falls
+  assert shift(eps_1 / 0.01 - 0.1, 1e4) == pytest.approx(eps_1 / 0.01, rel=1e-5)  # the cap
+  assert shift(2.0, float("nan")) == 2.0
+  assert shift(2.0, 35.0, CVPOConfig(cost_limit=b)) == 2.0  # k = 0: the paper's eps_1

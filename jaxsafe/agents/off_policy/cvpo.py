@@ -68,6 +68,10 @@ class CVPOConfig(OffPolicyConfig):
                                      "Acme's MPO; docs/algorithms.md)")
   action_penalty_kl: float = hparam(1e-3, 1e-8, None, doc="eps_penalty: KL bound of the "
                                     "penalty's E-step (Acme's MPO default)")
+  threshold_gain: float = hparam(0.0, 0.0, None, doc="k: the E-step's threshold is eps_1 - k S, "
+                                 "S the sum over gradient steps of the measured episode cost's "
+                                 "excess (J_C - b) eps_1 / b, capped so that the threshold stays "
+                                 ">= 0 (ours, issue 39; 0: the paper's eps_1)")
 
 
 @struct.dataclass
@@ -78,6 +82,7 @@ class CVPODuals:
   lam: jax.Array
   eta_penalty: jax.Array  # the action penalty's temperature
   kl: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
+  threshold_shift: jax.Array  # S of ``threshold_gain`` (0 while the gain is 0)
 
 
 @struct.dataclass
@@ -96,6 +101,16 @@ def action_penalty_weights(raw_actions, kl_bound, eta_init, iterations: int):
                               init=(eta_init, jnp.zeros_like(eta_init)), iterations=iterations)
 
 
+def measured_threshold_shift(shift, episode_cost, eps_1, hp, episode_length: int):
+  """S <- min(S + (J_C - b) eps_1 / b, eps_1 / k): the E-step threshold's integral on the measured
+  episode cost, in Q_c's units (as the Lagrangian baselines' multiplier signal), capped so that
+  eps_1 - k S >= 0; kept where no episode has been measured (J_C NaN) or k = 0."""
+  excess = (episode_cost - hp.cost_limit) * cost_threshold(1.0, hp.gamma, episode_length)
+  cap = eps_1 / jnp.maximum(hp.threshold_gain, 1e-30)
+  stepped = jnp.minimum(shift + excess, cap)
+  return jnp.where(jnp.isnan(episode_cost) | (hp.threshold_gain == 0), shift, stepped)
+
+
 def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   off = OffPolicy(env, config, config.min_std)
   K, M = config.num_action_samples, config.m_step_iterations
@@ -104,7 +119,7 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   def init(key: jax.Array, hparams=None) -> CVPOState:
     hp = hparams_of(config) if hparams is None else hparams
     duals = CVPODuals(eta=jnp.ones(()), lam=jnp.zeros(()), eta_penalty=jnp.ones(()),
-                      kl=weighted_fit.init_duals())
+                      kl=weighted_fit.init_duals(), threshold_shift=jnp.zeros(()))
     return extend(off.init(key, hp, actor_tx(hp)), CVPOState, duals=duals)
 
   def gradient_step(state: CVPOState, carry, step):
@@ -122,7 +137,10 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     actions = jnp.clip(raw, -1.0, 1.0)
     q_r = off.q_reward(target["reward_critic"], obs, actions)
     q_c = off.q_cost(target["cost_critic"], obs, actions)
-    threshold = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
+    eps_1 = cost_threshold(hp.cost_limit, hp.gamma, off.episode_length)
+    shift = measured_threshold_shift(duals.threshold_shift, state.last_episode[1], eps_1, hp,
+                                     off.episode_length)
+    threshold = eps_1 - hp.threshold_gain * shift
     e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
                                   init=(duals.eta, duals.lam),
                                   iterations=config.e_step_iterations)
@@ -141,7 +159,8 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
         jax.lax.stop_gradient(batch.obs), jax.lax.stop_gradient(raw), weights, hp, M)
     params = {**params, "actor": actor}
     target = polyak(target, {k: params[k] for k in target}, hp.polyak)
-    duals = CVPODuals(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, kl=kl_duals)
+    duals = CVPODuals(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, kl=kl_duals,
+                      threshold_shift=shift)
     metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
                "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,
                "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean(),
