@@ -17,7 +17,10 @@ The ablation swaps ``agents.first_order.shac_lag.lagrangian_gradient_step`` for 
   smoothed_delta: v, prev_cost: t), which this rule does not otherwise use.
 
 then trains like ``generalisation.py run`` (defaults otherwise; finished runs are skipped) and
-prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the four tasks".
+prints its table. Results: docs/benchmarks.md, "SHAC-Lag's multiplier on the four tasks". These
+are the ablations measured against the ascent step (issue 17); the library's own rules, the
+predictive multiplier (the default since issue 39) and the ascent step, are chosen with
+``generalisation.py run --set multiplier_rule=predictive|ascent``.
 
     .venv/bin/python benchmarks/first_order_dual.py pid --out /tmp/dual_pid
     .venv/bin/python benchmarks/first_order_dual.py unit --out /tmp/dual_unit
@@ -60,7 +63,7 @@ def dual_step(rule: str, unit_learning_rate: float, unit_pid_gains=(1.0, 0.05, 0
   from jaxsafe.agents.first_order.base import adam
   from jaxsafe.core import lagrange
 
-  def step(actor, g, q, opt_state, lag, episode_cost, hp):
+  def step(actor, g, q, opt_state, lag, episode_cost, hp, recovery_weight=None):
     if rule == "pid":  # pid-lag's defaults
       lag = lagrange.pid_update(lag, episode_cost, hp.cost_limit, 0.1, 0.01, 0.01, 0.95, 0.95)
     elif rule == "adam":

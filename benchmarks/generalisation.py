@@ -135,7 +135,7 @@ def report(args) -> None:
           "last10_return": ret.round(4).tolist(), "last10_cost": cost.round(4).tolist(),
           "feasible": feasible, "zero_action": [round(zero_return, 4), round(zero_cost, 4)],
           "overrides": overrides}
-  if args.save:
+  if getattr(args, "save", None):
     write_results(args.save, saved)
 
 

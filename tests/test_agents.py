@@ -250,13 +250,41 @@ def test_recovery_weight_update_by_hand():
 def test_lagrangian_gradient_step_by_hand():
   """lambda: 0 -> 0.1 * (35 - 25) = 1; direction -(g - lambda q) = -(1 - 2 * 1) = +1 on w, so
   Adam's first step (|m_hat / sqrt(v_hat)| = 1) moves w by -lr = -2e-3: cost first."""
-  hp = shac_lag.BPTTLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1)
+  hp = shac_lag.BPTTLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1,
+                              multiplier_rule="ascent")
   actor = {"w": jnp.zeros(1)}
   opt_state = shac_lag.adam(hp.actor_learning_rate, hp.max_grad_norm).init(actor)
   new, _, lag = shac_lag.lagrangian_gradient_step(actor, {"w": jnp.ones(1)}, {"w": 2 * jnp.ones(1)},
                                                   opt_state, lagrange.init(0.0), 35.0, hp)
   assert float(lag.multiplier) == pytest.approx(1.0)
   np.testing.assert_allclose(np.asarray(new["w"]), [-2e-3], rtol=1e-4)
+
+
+@pytest.mark.parametrize("excess, recovery, weight, multiplier, step", [
+    (0.003, "descend", 1.0, 10 ** 0.4, (-1, -1)),  # to cut J_C by 0.003 only lambda > 1 does
+    (0.001, "descend", 1.0, 1e-3, (1, -1)),        # to cut it by 0.001 any lambda in (0, 1) does
+    (-0.001, "descend", 1.0, 1e-3, (1, -1)),       # 0.001 of slack: the reward step is too much
+    (-0.01, "descend", 1.0, 0.0, (1, 0)),          # 0.01 of slack: the reward step alone
+    (1.0, "descend", 1.0, 1e3, (-1, -1)),          # no step cuts 1.0: the grid's top
+    (1.0, "elastic", 1.0, 1.0, (1, -1)),           # ... or mu |g| / |q|, here below 1
+    (1.0, "elastic", 4.0, 4.0, (-1, -1)),          # ... and with mu = 4 above it
+    (1.0, "elastic", 1e-4, 1e-3, (1, -1)),         # ... but no less than holds J_C (0 < lambda)
+    (0.003, "elastic", 4.0, 10 ** 0.4, (-1, -1)),  # mu is not read where a step reaches b
+])
+def test_predictive_multiplier_by_hand(excess, recovery, weight, multiplier, step):
+  """g = (1, 0), q = (1, 2). Adam's first step is -lr sign(-(g - lambda q)), so it changes J_C by
+  q.u = lr (at lambda = 0), -lr (0 < lambda < 1) or -3 lr (lambda > 1), lr = 2e-3. The multiplier
+  is the smallest on the grid |g| / |q| * {0, 10^(k/10)} whose change is <= b - J_C; where none
+  is, the grid's top or mu |g| / |q| (the elastic recovery's weight mu), but no less than the
+  smallest lambda predicted not to raise J_C."""
+  hp = shac_lag.BPTTLagConfig(cost_limit=25.0, recovery=recovery)
+  actor = {"w": jnp.zeros(2)}
+  opt_state = shac_lag.adam(hp.actor_learning_rate, hp.max_grad_norm).init(actor)
+  new, _, lag = shac_lag.lagrangian_gradient_step(
+      actor, {"w": jnp.array([1.0, 0.0])}, {"w": jnp.array([1.0, 2.0])}, opt_state,
+      lagrange.init(0.0), 25.0 + excess, hp, weight)
+  assert float(lag.multiplier) == pytest.approx(multiplier / np.sqrt(5.0), rel=1e-5)
+  np.testing.assert_allclose(np.asarray(new["w"]), 2e-3 * np.array(step), atol=1e-7)
 
 
 @pytest.mark.parametrize("name", list(agents.list_agents()))

@@ -80,12 +80,14 @@ def test_same_seed_same_numbers(cgpo_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["shac-lag", "bptt-lag"])
 def test_lagrangian_variants_take_the_dual_step_of_the_measured_cost(name):
-  """The multiplier follows lambda_k = max(0, lambda_{k-1} + lr (J_C(theta_k) - b)) of the costs
+  """With ``multiplier_rule="ascent"`` the multiplier follows
+  lambda_k = max(0, lambda_{k-1} + lr (J_C(theta_k) - b)) of the costs
   the iterations measured (a wrong sign or a stale cost fails), starting from a multiplier high
   enough that the projection at 0 can act. Learning itself: tests/test_learning.py."""
   lr, start = 0.5, 1.0
   small = SMALL if name == "shac-lag" else {"num_envs": 8, "hidden_sizes": (16, 16)}  # no critics
-  agent = agents.make(name, "function", **small, multiplier_learning_rate=lr, multiplier_init=start)
+  agent = agents.make(name, "function", **small, multiplier_rule="ascent",
+                      multiplier_learning_rate=lr, multiplier_init=start)
   _, history = _train(agent, 3)
   multiplier = start
   for h in history:

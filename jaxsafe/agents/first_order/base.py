@@ -68,6 +68,23 @@ class CriticFields:
                                   "their output layer rescaled as the statistics move (PopArt)")
 
 
+#: the elastic weight's range: at 1e6 its step is Eq. 33 to float32 precision, at 1e-6 the
+#: reward's ascent direction.
+RECOVERY_WEIGHT_BOUNDS = (1e-6, 1e6)
+
+
+@config
+class RecoveryWeightFields:
+  """The elastic recovery's weight mu (``recovery_weight_update``): CGPO's infeasible-case step,
+  and the Lagrangians' multiplier mu |g| / |q| where no step can reach b (shac_lag.py)."""
+
+  recovery_weight_init: float = hparam(1.0, 0.0, None, doc="elastic recovery: initial "
+                                       "penalty weight mu (1: bisect g and -q)")
+  recovery_weight_growth: float = hparam(2.0, 1.0, None, doc="elastic recovery: factor by "
+                                         "which mu shrinks when J_C rose as J_R fell, and "
+                                         "grows when J_C rose with J_R")
+
+
 @struct.dataclass
 class PreviousStep:
   """What Eq. 18 and the GBE compare the next measurement with: J_R and J_C of the last batch
@@ -82,6 +99,33 @@ class PreviousStep:
   def unknown(cls) -> PreviousStep:
     nan = jnp.full((), jnp.nan, jnp.float32)
     return cls(nan, nan, nan, nan)
+
+
+def recovery_weight_update(weight, hp, previous: PreviousStep, episode_return, episode_cost):
+  """The elastic recovery's mu, from what the last step that started infeasible (J_C > b) did to
+  the measured J_C and J_R. When J_C rose, the two ways it can rise tell which gradient misled:
+  - the return fell too: the episodes got shorter, and on a task whose cost is a sum over the
+    episode (CartPole, cost -x^2) shorter episodes add fewer cost terms, which the linear model
+    q.d cannot see: mu shrinks by ``recovery_weight_growth`` (lean on g: surviving lowers J_C);
+  - the return rose or stayed: the reward side of the step pushed the cost up (e.g. at a saturated
+    return, or where reward = cost): mu grows by the same factor (lean on q, towards Eq. 33).
+  When J_C fell, mu stays. After an iteration that started feasible mu returns to
+  ``recovery_weight_init``, so each return into the infeasible region starts from the same weight;
+  before the first measurement it stays. No per-task scale: mu weighs unit vectors
+  (``solvers.trust_region``). (An earlier rule grew mu when q predicted the cost change and shrank
+  it when the cost rose against the prediction; at a saturated return it shrank mu while the
+  return-seeking step drove J_C up: docs/algorithms.md, "Infeasible starts".)"""
+  cost_rose = episode_cost - previous.episode_cost > 0
+  return_fell = episode_return - previous.episode_return < 0
+  started_infeasible = previous.episode_cost > hp.cost_limit  # both False while it is NaN
+  started_feasible = previous.episode_cost <= hp.cost_limit
+  low, high = RECOVERY_WEIGHT_BOUNDS
+  return jnp.select(
+      [started_feasible, started_infeasible & cost_rose & return_fell,
+       started_infeasible & cost_rose],
+      [jnp.asarray(hp.recovery_weight_init, weight.dtype),
+       jnp.maximum(weight / hp.recovery_weight_growth, low),
+       jnp.minimum(weight * hp.recovery_weight_growth, high)], weight)
 
 
 @struct.dataclass

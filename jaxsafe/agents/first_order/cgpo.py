@@ -40,6 +40,8 @@ from jaxsafe.agents.first_order.base import (
   FirstOrder,
   FirstOrderConfig,
   PreviousStep,
+  RecoveryWeightFields,
+  recovery_weight_update,
 )
 from jaxsafe.core.experience import Transition
 from jaxsafe.core.metrics import prefixed
@@ -49,13 +51,10 @@ from jaxsafe.solvers import trust_region
 _TINY = 1e-12
 #: the infeasible-case steps: Eq. 33 as published, or the elastic (exact-penalty) step.
 RECOVERY_RULES = ("paper", "elastic")
-#: the elastic weight's range: at 1e6 its step is Eq. 33 to float32 precision, at 1e-6 the
-#: reward's ascent direction.
-RECOVERY_WEIGHT_BOUNDS = (1e-6, 1e6)
 
 
 @config
-class TrustRegionFields:
+class TrustRegionFields(RecoveryWeightFields):
   """The adaptive trust region of Eq. 18 (squared radius delta hat)."""
 
   delta_init: float = hparam(1e-3, 0.0, None, doc="initial squared radius")
@@ -74,11 +73,6 @@ class TrustRegionFields:
   recovery: str = static("elastic", choices=RECOVERY_RULES,
                          doc="step when no point of the ball is feasible: 'paper' (Eq. 33, "
                              "-q) or 'elastic' (exact penalty, docs/algorithms.md)")
-  recovery_weight_init: float = hparam(1.0, 0.0, None, doc="elastic recovery: initial "
-                                       "penalty weight mu (1: bisect g and -q)")
-  recovery_weight_growth: float = hparam(2.0, 1.0, None, doc="elastic recovery: factor by "
-                                         "which mu shrinks when J_C rose as J_R fell, and "
-                                         "grows when J_C rose with J_R")
 
 
 @config
@@ -103,33 +97,6 @@ def radius_update(radius, hp, rho, zeta):
   grow = (rho >= hp.eta_2) & (zeta >= hp.eta_2)
   return jnp.where(shrink, jnp.maximum(hp.beta_1 * radius, hp.delta_lower),
                    jnp.where(grow, jnp.minimum(hp.beta_2 * radius, hp.delta_upper), radius))
-
-
-def recovery_weight_update(weight, hp, previous: PreviousStep, episode_return, episode_cost):
-  """The elastic recovery's mu, from what the last step that started infeasible (J_C > b) did to
-  the measured J_C and J_R. When J_C rose, the two ways it can rise tell which gradient misled:
-  - the return fell too: the episodes got shorter, and on a task whose cost is a sum over the
-    episode (CartPole, cost -x^2) shorter episodes add fewer cost terms, which the linear model
-    q.d cannot see: mu shrinks by ``recovery_weight_growth`` (lean on g: surviving lowers J_C);
-  - the return rose or stayed: the reward side of the step pushed the cost up (e.g. at a saturated
-    return, or where reward = cost): mu grows by the same factor (lean on q, towards Eq. 33).
-  When J_C fell, mu stays. After an iteration that started feasible mu returns to
-  ``recovery_weight_init``, so each return into the infeasible region starts from the same weight;
-  before the first measurement it stays. No per-task scale: mu weighs unit vectors
-  (``solvers.trust_region``). (An earlier rule grew mu when q predicted the cost change and shrank
-  it when the cost rose against the prediction; at a saturated return it shrank mu while the
-  return-seeking step drove J_C up: docs/algorithms.md, "Infeasible starts".)"""
-  cost_rose = episode_cost - previous.episode_cost > 0
-  return_fell = episode_return - previous.episode_return < 0
-  started_infeasible = previous.episode_cost > hp.cost_limit  # both False while it is NaN
-  started_feasible = previous.episode_cost <= hp.cost_limit
-  low, high = RECOVERY_WEIGHT_BOUNDS
-  return jnp.select(
-      [started_feasible, started_infeasible & cost_rose & return_fell,
-       started_infeasible & cost_rose],
-      [jnp.asarray(hp.recovery_weight_init, weight.dtype),
-       jnp.maximum(weight / hp.recovery_weight_growth, low),
-       jnp.minimum(weight * hp.recovery_weight_growth, high)], weight)
 
 
 def trust_region_step(g: jax.Array, q: jax.Array, episode_return: jax.Array,
