@@ -16,7 +16,7 @@ import pytest
 
 from jaxsafe import agents
 from jaxsafe.agents.first_order import cgpo, shac_lag
-from jaxsafe.agents.first_order.base import PreviousStep
+from jaxsafe.agents.first_order.base import PreviousStep, recovery_weight_update
 from jaxsafe.agents.on_policy import appo, cost_rules, cppo, pdo, ppo
 from jaxsafe.agents.on_policy.base import standardize
 from jaxsafe.core import lagrange
@@ -226,8 +226,8 @@ def test_recovery_weight_update_by_hand():
 
   def after(cost_before, return_now, cost_now, predicted=-1.0):
     previous = PreviousStep(*map(jnp.asarray, (10.0, cost_before, 0.01, predicted)))
-    return float(cgpo.recovery_weight_update(mu, hp, previous, jnp.asarray(return_now),
-                                             jnp.asarray(cost_now)))
+    return float(recovery_weight_update(mu, hp, previous, jnp.asarray(return_now),
+                                        jnp.asarray(cost_now)))
 
   assert after(30.0, 9.0, 29.0) == 4.0  # the cost fell (whatever the return did)
   assert after(30.0, 11.0, 29.9, predicted=0.5) == 4.0
