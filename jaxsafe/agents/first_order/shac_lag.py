@@ -57,9 +57,9 @@ class BPTTLagConfig(RecoveryWeightFields, FirstOrderConfig):
                                   "step aims to remove")
   recovery: str = static("elastic", choices=RECOVERY_RULES,
                          doc="predictive: lambda where no step is predicted to reach b: "
-                         "'elastic' (mu |g| / |q|, mu CGPO's elastic weight, but no less than "
-                         "holds J_C) or 'descend' (the grid's top, the step that cuts J_C most; "
-                         "docs/algorithms.md)")
+                         "'elastic' (mu |g| / |q|, mu CGPO's elastic weight, but never less "
+                         "than the lambda predicted to hold J_C) or 'descend' (the grid's top, "
+                         "the step that cuts J_C most; docs/algorithms.md)")
   multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="ascent: multiplier step size")
   multiplier_init: float = hparam(0.0, 0.0, None, doc="ascent: initial multiplier")
 
@@ -95,7 +95,8 @@ def lagrangian_gradient_step(actor, g, q, opt_state, lag: lagrange.LagrangeState
   -(g - lambda q) (Eq. 77). Where no step is predicted to reach b, the predictive rule's
   multiplier is the grid's top (``recovery="descend"``) or mu |g| / |q|, mu =
   ``recovery_weight`` (``"elastic"``: CGPO's weight, g - lambda q = |g| (u - mu v) is the elastic
-  recovery's direction). Returns (actor, opt_state, multiplier state)."""
+  recovery's direction), floored at the lambda predicted to hold J_C. Returns (actor, opt_state,
+  multiplier state)."""
   tx = adam(hp.actor_learning_rate, hp.max_grad_norm)
 
   def adam_step(multiplier):
