@@ -124,15 +124,17 @@ def test_trpo_step_improves_the_surrogate_within_the_kl_bound(setup):
 
 
 def test_cpo_violation_integral_adds_the_summed_excess():
-  """``violation_integral`` k_I: CPO's c is (J_C - b + k_I I) / T with I = max(0, I + J_C - b)
-  over the measured updates; k_I = 0 is the paper's c. Read from two updates on ``function``
-  (one whole episode per env and update), b lowered to 2 so that the excess is large."""
+  """``violation_integral`` k_I: CPO's c is (J_C - b + k_I I) / T with I = max(0, leak I + J_C - b)
+  over the measured updates; k_I = 0 is the paper's c. Read from three updates on ``function``
+  (one whole episode per env and update), b lowered to 2 so that the excess is large, and a
+  leak of 0.5 so that a missing or misplaced leak fails."""
   from conftest import AGENT_SMALL
 
   from jaxsafe import agents
 
   whole_episodes = {**AGENT_SMALL["cpo"], "rollout_length": envs.make("function").episode_length}
-  agent = agents.make("cpo", "function", violation_integral=0.5, cost_limit=2.0, **whole_episodes)
+  agent = agents.make("cpo", "function", violation_integral=0.5, violation_leak=0.5,
+                      cost_limit=2.0, **whole_episodes)
   update, horizon = jax.jit(agent.update), agent.env.episode_length
   state = agent.init(jax.random.PRNGKey(0))
   integral = 0.0
@@ -140,7 +142,7 @@ def test_cpo_violation_integral_adds_the_summed_excess():
     state, metrics = update(state)
     excess = float(state.last_episode[1]) - 2.0
     assert not np.isnan(excess)  # every rollout is one whole episode per env
-    integral = max(0.0, integral + excess)
+    integral = max(0.0, 0.5 * integral + excess)
     assert float(metrics["cpo/violation_integral"]) == pytest.approx(integral, rel=1e-5)
     assert float(metrics["cpo/violation_rate"]) == pytest.approx(
         (excess + 0.5 * integral) / horizon, rel=1e-5)

@@ -4,9 +4,10 @@ The TRPO box (``trpo.make_trpo``) with one rule passed in, the violation c of th
 constraint c + b.x <= 0 (Sec. 6.1). By default it is the paper's c, the latest measured J_C (this
 batch's, else the last one's) over the limit, per env step, c = (J_C - b) / T (the scale of the
 surrogate's gradient, a mean over env steps), plus an integral term of ours: c = (J_C - b + k_I I)
-/ T with I = max(0, I + J_C - b) summed over the measured updates (``violation_integral`` k_I 0.3;
-issue 39, docs/algorithms.md "CPO's c"): the linear model predicts the cost cut each step asks
-for, but on `point-goal` the measured J_C did not follow, and the remembered excess asks again.
+/ T with I = max(0, leak I + J_C - b) summed over the measured updates (``violation_integral`` k_I
+0.3, ``violation_leak`` 0.98; issue 39, docs/algorithms.md "CPO's c"): the linear model predicts
+the cost cut each step asks for, but on `point-goal` the measured J_C did not follow, and the
+remembered excess asks again; the leak drains what a cost spike winds up.
 Before any episode has finished c is 0 (on the boundary). With c, ``trpo.policy_step`` solves
 CPO's dual (Sec. 6.1) and takes the recovery step where no point of the trust region is feasible
 (Sec. 6.2); the line search keeps the cost surrogate's rise within max(-c, 0).
@@ -38,17 +39,20 @@ class CPOConfig(TRPOConfig):
                                 "scale of the cost surrogate's gradient (the paper's "
                                 "linearisation), or 'episode', J_C - b (OmniSafe's CPO)")
   violation_integral: float = hparam(0.3, 0.0, None, doc="k_I: c is taken from J_C - b + k_I "
-                                     "I, I = max(0, I + J_C - b) summed over the updates (0: the "
-                                     "paper's c)")
+                                     "I, I = max(0, leak I + J_C - b) summed over the updates (0: "
+                                     "the paper's c)")
+  violation_leak: float = hparam(0.98, 0.0, 1.0, doc="the integral's memory: I <- max(0, leak "
+                                 "I + J_C - b) (1: no leak)")
 
 
 
 def _integrate(state: LagrangianState, adv, episode, hp):
-  """The reward objective of ``REWARD_ONLY``, and I <- max(0, I + J_C - b) on a measured batch
-  (kept in the LagrangeState's integral; its multiplier is unused)."""
+  """The reward objective of ``REWARD_ONLY``, and I <- max(0, leak I + J_C - b) on a measured
+  batch (kept in the LagrangeState's integral; its multiplier is unused)."""
   objective, state, _ = REWARD_ONLY.target(state, adv, episode, hp)
   lag = state.lagrange
-  stepped = lag.replace(integral=jnp.maximum(0.0, lag.integral + episode[1] - hp.cost_limit))
+  stepped = lag.replace(integral=jnp.maximum(
+      0.0, hp.violation_leak * lag.integral + episode[1] - hp.cost_limit))
   lag = lagrange.unless_unmeasured(stepped, lag, episode[1])
   return objective, state.replace(lagrange=lag), {"violation_integral": lag.integral}
 
