@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsafe import agents
+from jaxsafe import agents, envs
 from jaxsafe.agents.first_order import cgpo, shac_lag
 from jaxsafe.agents.first_order.base import PreviousStep, recovery_weight_update
 from jaxsafe.agents.on_policy import appo, cost_rules, cppo, pdo, ppo
@@ -334,3 +334,21 @@ def test_cup_projection_loss_holds_the_improved_policy_and_lowers_the_cost_surro
   grad = jax.grad(lambda p: cup.projection_loss(ac, p, None, batch, jnp.float32(1.0), hp)[0])(actor)
   stepped = jax.tree.map(lambda p, g: p - 1e-2 * g, actor, grad)
   assert cost_surrogate(stepped) < cost_surrogate(actor) - 1e-4
+
+
+@pytest.mark.parametrize("improve", [False, True])
+def test_cup_keeps_the_policy_from_an_infeasible_batch(improve):
+  """With ``improve_while_infeasible=False`` an infeasible batch (b = -1 < J_C) skips the reward
+  step; with lambda held at 0 the projection is then the KL to pi_k alone, whose gradient is 0
+  up to rounding, so the actor stays (measured: 4e-5, Adam normalising float32 noise). OmniSafe's
+  order (True) takes the reward step: Adam moves parameters by ~lr = 3e-4 (measured: 6e-4)."""
+  from conftest import AGENT_SMALL
+
+  small = {**AGENT_SMALL["cup"], "rollout_length": envs.make("function").episode_length}
+  agent = agents.make("cup", "function", **small, cost_limit=-1.0, multiplier_init=0.0,
+                      multiplier_learning_rate=0.0, improve_while_infeasible=improve)
+  state = agent.init(jax.random.PRNGKey(0))
+  new, _ = jax.jit(agent.update)(state)
+  moved = max(float(jnp.abs(a - b).max()) for a, b in
+              zip(jax.tree.leaves(new.params["actor"]), jax.tree.leaves(state.params["actor"])))
+  assert (moved > 1.5e-4) == improve, moved

@@ -3,7 +3,10 @@
 Each update has two policy phases after the multiplier step lambda <- max(0, lambda + eta (J_C - b)):
 
 1. **Improvement**: PPO's update on the reward alone (the clipped surrogate on the standardised
-   A^R, and the critics), giving pi_{k+1/2}.
+   A^R, and the critics), giving pi_{k+1/2}. With ``improve_while_infeasible=False`` (an option
+   of ours, issue 39; not the default) the actor keeps pi_k when the batch's measured J_C is
+   above b (the critics still learn), so the projection alone moves it back; a batch in which
+   no episode finished improves.
 2. **Projection**: epochs of minibatch Adam on the actor alone, minimising
 
        E[lambda (1 - gamma lambda_GAE) / (1 - gamma) rho A^C] + E[KL(pi_theta || pi_{k+1/2})],
@@ -22,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsafe.agents.base import Agent, config, hparam, hparams_of
+from jaxsafe.agents.base import Agent, config, hparam, hparams_of, static
 from jaxsafe.agents.on_policy.base import (
   ActorCritic,
   LagrangianState,
@@ -45,6 +48,10 @@ class CUPConfig(PPOConfig):
   plain ascent step, as ``ppo-lag``)."""
 
   target_kl: float = hparam(0.02, 1e-8, None, doc="KL early stopping of the projection epochs")
+  improve_while_infeasible: bool = static(True, doc="take the reward step also from a batch "
+                                          "whose J_C > b (OmniSafe's CUP); False keeps the "
+                                          "policy there, so that the projection alone moves it "
+                                          "(issue 39: holds `function`, not point-goal)")
   multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size")
   multiplier_init: float = hparam(0.001, 0.0, None, doc="initial multiplier")
 
@@ -106,6 +113,11 @@ def make_cup(env: Env, config: CUPConfig, name: str = "cup") -> Agent:
     # --- 4. Improvement: PPO on the reward (and the critics). ------------------------------
     params, opt_state, sgd_metrics = ac.sgd(state, data, standardize(adv.reward), adv,
                                             clipped_surrogate_loss, k_sgd)
+
+    if not config.improve_while_infeasible:  # from an infeasible batch, project only
+      infeasible = jnp.nan_to_num(episode[1] - hp.cost_limit) > 0
+      params = {**params, "actor": jax.tree.map(lambda old, new: jnp.where(infeasible, old, new),
+                                                state.params["actor"], params["actor"])}
 
     # --- 5. Projection towards the cost constraint, near pi_{k+1/2}. -----------------------
     half_mean, half_log_std = ac.actor.apply(params["actor"], ac.norm(state.obs_stats, data.obs))
