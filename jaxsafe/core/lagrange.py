@@ -78,7 +78,7 @@ def predictive_multiplier(predicted_cost_change: Callable[[jax.Array], jax.Array
   u(lambda) the optimiser would take on -(g - lambda q). The multiplier is the smallest lambda of
   ``scale * PREDICTIVE_GRID`` with
 
-      J_C + q . u(lambda) <= b - (1 - correction) (J_C - b),
+      J_C + q . u(lambda) <= b + (1 - correction) (J_C - b),
 
   i.e. the step removes the share ``correction`` of the violation, or leaves at most that share of
   the slack unspent. This is the multiplier of the step's linearised constraint (for a plain

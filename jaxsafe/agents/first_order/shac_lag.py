@@ -7,10 +7,10 @@ primal step, Adam descent on -(L_R - lambda L_C) (Eq. 77-78). App. F.1 does not 
 moves. The default (``multiplier_rule="predictive"``, ours, issue 39) takes the smallest lambda
 whose Adam step g and q predict to bring J_C to b (``core.lagrange.predictive_multiplier``);
 ``"ascent"`` is the dual step lambda <- max(0, lambda + lr (J_C - b)) in the task's cost units
-(OmniSafe's step 0.035), which cycles around b (docs/algorithms.md). ``shac-lag``'s critics are fitted to the current policy's episodes before the
-gradient (``fresh_critics``; SHAC fits them after the step: docs/algorithms.md, "Short-horizon
-gradients"). Adam settings from SHAC (actor learning rate 2e-3,
-gradient-norm clip 1.0).
+(OmniSafe's step 0.035), which cycles around b (docs/algorithms.md). ``shac-lag``'s critics are
+fitted to the current policy's episodes before the gradient (``fresh_critics``; SHAC fits them
+after the step: docs/algorithms.md, "Short-horizon gradients"). Adam settings from SHAC (actor
+learning rate 2e-3, gradient-norm clip 1.0).
 """
 
 from __future__ import annotations
