@@ -213,6 +213,22 @@ def test_paper_metrics_by_hand():
   assert violation_ratio([0.0, 1.0], 8.0, critical_radius=1.5, soft_margin=0.5) == -1.0
 
 
+def test_settling_step_by_hand():
+  from jaxsafe.train.paper_metrics import settling_step
+  steps = [10, 20, 30, 40, 50, 60]
+  returns = [1.0, 5.0, 9.0, 9.5, 9.2, 9.4]  # range 8.5: within 0.85 of 9.4 from index 2 on
+  costs = [0.0, 0.0, 9.0, 7.2, 8.3, 7.9]  # <= 8.4 except at index 2
+  assert settling_step(steps, returns, costs, 8.0, soft_margin=0.4) == 40
+  assert settling_step(steps, returns, [0.0] * 6, 8.0, 0.4) == 30
+  assert settling_step(steps, returns, [0.0] * 6, 8.0, 0.4, return_tolerance=0.01) == 60
+  assert settling_step(steps, returns, costs[:5] + [8.5], 8.0, 0.4) == -1  # ends infeasible
+  assert settling_step(steps, returns[:5] + [1.0], [0.0] * 6, 8.0, 0.4) == 60
+  # b < 0 (cartpole-position: J_C = -sum x^2 <= b): feasible from index 1.
+  assert settling_step([1, 2, 3], [0.0] * 3, [-10.0, -52.0, -48.0], -50.0, 2.5) == 2
+  with pytest.raises(ValueError, match="length"):
+    settling_step(steps, returns[:5], costs, 8.0, 0.4)
+
+
 def test_cumulative_cost_by_hand():
   from jaxsafe.train.paper_metrics import cumulative_cost
   # T = 100 env steps, 50 per update: an episode ends every second update. Run 0's episodes cost

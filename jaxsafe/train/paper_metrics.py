@@ -15,6 +15,9 @@ return and the episode cost J_C.
 - ``violation_ratio`` (F.2.2): among the points in the safety-critical area (cost above
   ``limit - critical_radius``), the fraction that violate the limit by more than ``soft_margin``;
   -1 if no point is in the area.
+- ``settling_step`` (ours, issue 39): the first point from which, to the end of the run, the
+  cost stays within the limit plus ``soft_margin`` and the return within ``return_tolerance`` of
+  its range of its final value (the budgets of ``benchmarks/generalisation.py``); -1 if none.
 """
 
 from __future__ import annotations
@@ -45,6 +48,24 @@ def violation_ratio(costs, cost_limit: float, critical_radius: float, soft_margi
   in_area = np.sum(costs > cost_limit - critical_radius)
   violations = np.sum(costs > cost_limit + soft_margin)
   return float(violations / in_area) if in_area > 0 else -1.0
+
+
+def settling_step(env_steps, returns, costs, cost_limit: float, soft_margin: float,
+                  return_tolerance: float = 0.1) -> float:
+  """Env steps at the first point from which the cost stays <= ``cost_limit + soft_margin`` and
+  the return within ``return_tolerance`` x (max - min of the returns) of the last return, to the
+  end of the run; -1 where the last point itself is not such a point."""
+  env_steps, returns, costs = (np.asarray(x, dtype=float) for x in (env_steps, returns, costs))
+  if not (env_steps.shape == returns.shape == costs.shape) or env_steps.size == 0:
+    raise ValueError("env_steps, returns and costs must have the same, non-zero length")
+  spread = np.nanmax(returns) - np.nanmin(returns)
+  good = (costs <= cost_limit + soft_margin) & (
+      np.abs(returns - returns[-1]) <= return_tolerance * spread)
+  if not good[-1]:
+    return -1.0
+  # The first point of the last unbroken stretch of good points.
+  first = 0 if good.all() else len(good) - int(np.argmin(good[::-1]))
+  return float(env_steps[first])
 
 
 def cumulative_cost(env_steps, episode_costs, episode_length: int, cost_limit: float):
