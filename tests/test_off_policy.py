@@ -185,6 +185,21 @@ def test_the_multiplier_can_follow_the_measured_episode_cost():
   np.testing.assert_allclose(float(stepped.lagrange.multiplier), expected, rtol=1e-5)
 
 
+def test_cvpo_measured_threshold_by_hand():
+  """``threshold_rule="measured"``: the batch's Q_c moved by the share (b - J_C) / |J_C|, clipped
+  to [-1, 1], of its magnitude; eps_1 while nothing has been measured."""
+  from jaxsafe.agents.off_policy.cvpo import measured_threshold
+  at = lambda q, j_c, b=25.0: float(measured_threshold(jnp.asarray(q), jnp.asarray(j_c), b, 7.0))
+  assert at(2.0, 50.0) == pytest.approx(1.0)  # twice the limit: halve Q_c
+  assert at(-2.0, 50.0) == pytest.approx(-3.0)  # a negative Q_c is pushed down as well
+  assert at(2.0, 20.0) == pytest.approx(2.5)  # below b: Q_c may rise by a quarter
+  assert at(2.0, 1.0) == pytest.approx(4.0)  # the rise is capped at 100%
+  assert at(2.0, 0.0) == pytest.approx(4.0)  # J_C = 0
+  assert at(2.0, float("nan")) == 7.0
+  # b < 0 (cartpole-position): J_C = -30 must fall to -50, a share of -2/3.
+  assert at(3.0, -30.0, b=-50.0) == pytest.approx(1.0)
+
+
 def test_cvpo_threshold_shift_integrates_the_measured_excess():
   """``threshold_gain`` k (issue 39): S grows by (J_C - b) eps_1 / b per gradient step, in Q_c's
   units, and is capped where the threshold eps_1 - k S would fall below 0; a NaN J_C (nothing

@@ -17,7 +17,8 @@ One ``update``:
    - Polyak averaging of the critics' targets (Eq. 59).
 
 The cost threshold of the E-step is the episode limit b as a bound on the discounted Q_c
-(``off_policy.cost_threshold``). The policy is a Gaussian in action space with an unbounded mean
+(``off_policy.cost_threshold``); ``threshold_rule="measured"`` (an option of ours) moves the
+batch's Q_c by the measured J_C's relative excess instead (``measured_threshold``). The policy is a Gaussian in action space with an unbounded mean
 and a std floor ``min_std``; its samples are clipped to the action box. Choices where the paper is
 silent, and the departures (the policy's parameterisation and the action penalisation, with the
 runs that motivated them), are in docs/algorithms.md ("CVPO").
@@ -68,6 +69,10 @@ class CVPOConfig(OffPolicyConfig):
                                      "Acme's MPO; docs/algorithms.md)")
   action_penalty_kl: float = hparam(1e-3, 1e-8, None, doc="eps_penalty: KL bound of the "
                                     "penalty's E-step (Acme's MPO default)")
+  threshold_rule: str = static("paper", choices=("paper", "measured"), doc="the E-step's "
+                               "cost threshold: 'paper' eps_1; 'measured' the batch's Q_c moved "
+                               "by the measured episode cost's relative excess (ours, issue "
+                               "39; threshold_gain is then not read)")
   threshold_gain: float = hparam(0.0, 0.0, None, doc="k: the E-step's threshold is eps_1 - k S, "
                                  "S the sum over gradient steps of the measured episode cost's "
                                  "excess (J_C - b) eps_1 / b, capped so that the threshold stays "
@@ -111,6 +116,18 @@ def measured_threshold_shift(shift, episode_cost, eps_1, hp, episode_length: int
   return jnp.where(jnp.isnan(episode_cost) | (hp.threshold_gain == 0), shift, stepped)
 
 
+def measured_threshold(q_cost_mean, episode_cost, cost_limit, eps_1):
+  """The E-step's threshold from the measured episode cost (``threshold_rule="measured"``):
+  Q + |Q| r with Q the batch's mean Q_c under pi_i and r = (b - J_C) / |J_C| clipped to [-1, 1],
+  the share by which J_C must change to reach b. Q_c of replayed states is J_C times a factor set
+  by where in the episode the cost falls (and by the critic's bias); the relative step asks for
+  the same share whatever that factor. eps_1 while no episode has been measured (J_C NaN)."""
+  relative = jnp.clip((cost_limit - episode_cost)
+                      / jnp.maximum(jnp.abs(episode_cost), 1e-6), -1.0, 1.0)
+  stepped = q_cost_mean + jnp.abs(q_cost_mean) * relative
+  return jnp.where(jnp.isnan(episode_cost), eps_1, stepped)
+
+
 def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   off = OffPolicy(env, config, config.min_std)
   K, M = config.num_action_samples, config.m_step_iterations
@@ -141,6 +158,8 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     shift = measured_threshold_shift(duals.threshold_shift, state.last_episode[1], eps_1, hp,
                                      off.episode_length)
     threshold = eps_1 - hp.threshold_gain * shift
+    if config.threshold_rule == "measured":
+      threshold = measured_threshold(q_c.mean(), state.last_episode[1], hp.cost_limit, eps_1)
     e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
                                   init=(duals.eta, duals.lam),
                                   iterations=config.e_step_iterations)
