@@ -200,7 +200,8 @@ CLAIMS: dict[str, Claim] = {
     "cppo/cruise": Claim("cppo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "pdo/cruise": Claim("pdo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "appo/cruise": Claim("appo", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
-    "cup/cruise": Claim("cup", "cruise", 80, at_limit(0.15, 0.98, window=0.5), ON_POLICY_BATCH),
+    # Since issue 39 (an infeasible batch skips the improvement): 16 seeds 24.80-25.22, 0.984+.
+    "cup/cruise": Claim("cup", "cruise", 80, at_limit(0.05, 0.98), ON_POLICY_BATCH),
     "trpo/cruise": Claim("trpo", "cruise", 80, unconstrained(2.0, 80.0), ON_POLICY_BATCH),
     # TRPO-Lag's full-KL steps swing the cost around b from update to update (last-10% costs
     # 20.7-30.0 on 16 seeds); its mean over the last half sits within 4% of b.
