@@ -258,6 +258,8 @@ def report(args) -> None:
       if args.suite and budget is None:
         continue  # a reference run whose family has no budget yet
       cols = read_progress(run_dir)
+      if args.suite and cols["env_steps"][-1] < budget:
+        continue  # a reference run not yet trained on to the budget
       if args.suite:
         cols = up_to(cols, budget)
       ret, cost = final_values(cols)
@@ -306,7 +308,8 @@ def print_suite_summary(rows: dict, algos: list[str], tasks: list[str]) -> None:
       cells += seeds
       feasible += row["feasible"]
       if row["feasible"] < seeds:
-        misses.append(f"{task} {row['feasible']}/{seeds} ({costs.max() / row['cost_limit']:.2f} b)")
+        misses.append(f"{task} {row['feasible']}/{seeds} (worst J_C {costs.max():.2f}, "
+                      f"b {row['cost_limit']:g})")
       zero_return, zero_cost = row["zero_action"]
       if zero_cost <= feasible_below(row["cost_limit"]):
         applicable += seeds
