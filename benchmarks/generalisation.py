@@ -49,6 +49,7 @@ import warnings
 import numpy as np
 import on_policy_table
 from on_policy_table import final_values
+from runs import train_once
 
 warnings.filterwarnings("ignore")
 
@@ -207,7 +208,6 @@ def run(args) -> None:
 def extend(run_dir: str, steps: int) -> None:
   """Trains a finished run that is shorter than ``steps`` on to ``steps`` (a reference run that
   settled late). Training does not depend on the budget, so the result is the longer run's."""
-  from jaxsafe import train
   from jaxsafe.train.logger import read_progress
 
   summary = os.path.join(run_dir, "summary.json")
@@ -215,9 +215,7 @@ def extend(run_dir: str, steps: int) -> None:
     return
   print(f"{run_dir}: trained on to {steps:,} env steps", flush=True)
   os.remove(summary)
-  result = train.resume(run_dir, total_steps=steps, progress=False)
-  with open(summary, "w") as f:
-    json.dump(result, f, indent=1)
+  train_once(None, run_dir, total_steps=steps)
 
 
 def up_to(cols: dict, steps: int) -> dict:

@@ -26,8 +26,9 @@ def train_each(algos: list[str], env: str, seeds: int, total_steps: int,
       yield algo, read_progress(run_dir), time.perf_counter() - t0
 
 
-def train_once(spec, run_dir: str) -> dict:
-  """Trains (or finishes) one run in ``run_dir`` and writes its ``summary.json``."""
+def train_once(spec, run_dir: str, total_steps: int | None = None) -> dict:
+  """Trains (or finishes) one run in ``run_dir`` and writes its ``summary.json``; an unfinished
+  run resumes (to ``total_steps`` if given)."""
   import json
 
   from jaxsafe import train
@@ -37,7 +38,7 @@ def train_once(spec, run_dir: str) -> dict:
     with open(summary_path) as f:
       return json.load(f)
   if os.path.exists(run_dir):
-    summary = train.resume(run_dir, progress=False)
+    summary = train.resume(run_dir, total_steps, progress=False)
   else:
     summary = train.run(spec, run_dir, progress=False)
   with open(summary_path, "w") as f:
