@@ -35,6 +35,11 @@ ends with the share of feasible (task, seed) cells per algorithm:
     cd benchmarks && ../.venv/bin/python generalisation.py report --suite --out /tmp/suite --task ... \
         --save results/generalisation_suite.json
 
+``table`` renders the summary and the per-task tables of docs/generalisation.md from the results
+file alone (``--results``, default results/generalisation_suite.json):
+
+    cd benchmarks && ../.venv/bin/python generalisation.py table
+
 ``cycles`` shows how a Lagrangian agent's cost moves around b in the second half of each run: per
 seed, the range of J_C / b, the share of iterations above 1.05 b and the multiplier's range.
 """
@@ -237,17 +242,7 @@ def report(args) -> None:
   for task in args.task:
     limit = envs.make(task).cost_limit
     zero_return, zero_cost = zero_action_episode(task)
-    # Beating an infeasible zero-action policy's return says nothing (on ``function``, where
-    # reward = cost, no feasible policy can): the column is then n/a.
-    zero_feasible = zero_cost <= limit
-    print(f"\n### {task} (b = {limit:g}; zero-action policy: return {zero_return:.1f}, "
-          f"cost {zero_cost:.2f})\n")
-    header = "| algorithm | env steps | return per seed | J_C per seed | feasible | > zero |"
-    rule = "|---|---:|---|---|---:|---:|"
-    if args.evaluate:
-      header += " deterministic return per seed | deterministic J_C per seed | > zero |"
-      rule += "---|---|---:|"
-    print(header + "\n" + rule)
+    print_task_header(task, limit, (zero_return, zero_cost), args.evaluate)
     for algo in args.algos.split(","):
       run_dir = os.path.join(args.out, task, algo)
       if not os.path.exists(os.path.join(run_dir, "summary.json")):
@@ -261,31 +256,67 @@ def report(args) -> None:
       if args.suite:
         cols = up_to(cols, budget)
       ret, cost = final_values(cols)
-      feasible = int(np.sum(cost <= feasible_below(limit)))
-      row = (f"| {algo} | {cols['env_steps'][-1]:,.0f} | {' '.join(f'{r:.1f}' for r in ret)} | "
-             f"{' '.join(f'{c:.2f}' for c in cost)} | {feasible}/{len(cost)} | "
-             f"{beats(ret, zero_return, zero_feasible)} |")
+      with open(os.path.join(run_dir, "config.json")) as f:
+        overrides = json.load(f)["spec"]["overrides"]
+      row = saved[f"{task}/{algo}"] = {
+          "cost_limit": float(limit), "env_steps": int(cols["env_steps"][-1]),
+          "last10_return": ret.round(4).tolist(), "last10_cost": cost.round(4).tolist(),
+          "feasible": int(np.sum(cost <= feasible_below(limit))),
+          "zero_action": [round(zero_return, 4), round(zero_cost, 4)], "overrides": overrides}
+      line = task_row(algo, row)
       if args.evaluate:
         # The training return above includes the policy noise's cost; the zero-action policy has
         # none. The mode policy on fresh episodes is the like-for-like comparison.
         results = evaluate(run_dir, episodes=args.evaluate)
         det_ret = np.array([r["return_mean"] for r in results])
         det_cost = np.array([r["cost_mean"] for r in results])
-        row += (f" {' '.join(f'{r:.1f}' for r in det_ret)} | "
-                f"{' '.join(f'{c:.2f}' for c in det_cost)} | "
-                f"{beats(det_ret, zero_return, zero_feasible)} |")
-      print(row, flush=True)
-      with open(os.path.join(run_dir, "config.json")) as f:
-        overrides = json.load(f)["spec"]["overrides"]
-      saved[f"{task}/{algo}"] = {
-          "cost_limit": float(limit), "env_steps": int(cols["env_steps"][-1]),
-          "last10_return": ret.round(4).tolist(), "last10_cost": cost.round(4).tolist(),
-          "feasible": feasible, "zero_action": [round(zero_return, 4), round(zero_cost, 4)],
-          "overrides": overrides}
+        line += (f" {' '.join(f'{r:.1f}' for r in det_ret)} | "
+                 f"{' '.join(f'{c:.2f}' for c in det_cost)} | "
+                 f"{beats(det_ret, zero_return, zero_cost <= limit)} |")
+      print(line, flush=True)
   if args.suite:
     print_suite_summary(saved, args.algos.split(","), args.task)
   if getattr(args, "save", None):
     write_results(args.save, saved)
+
+
+def print_task_header(task: str, limit: float, zero_action, evaluate: int = 0) -> None:
+  print(f"\n#### {task} (b = {limit:g}; zero-action policy: return {zero_action[0]:.1f}, "
+        f"cost {zero_action[1]:.2f})\n")
+  header = "| algorithm | env steps | return per seed | J_C per seed | feasible | > zero |"
+  rule = "|---|---:|---|---|---:|---:|"
+  if evaluate:
+    header += " deterministic return per seed | deterministic J_C per seed | > zero |"
+    rule += "---|---|---:|"
+  print(header + "\n" + rule)
+
+
+def task_row(algo: str, row: dict) -> str:
+  """One algorithm's line of a task table, from its result row. Beating an infeasible
+  zero-action policy's return says nothing (on ``function``, where reward = cost, no feasible
+  policy can): that column is then n/a."""
+  ret, cost = np.array(row["last10_return"]), np.array(row["last10_cost"])
+  zero_feasible = row["zero_action"][1] <= row["cost_limit"]
+  return (f"| {algo} | {row['env_steps']:,} | {' '.join(f'{r:.1f}' for r in ret)} | "
+          f"{' '.join(f'{c:.2f}' for c in cost)} | {row['feasible']}/{len(cost)} | "
+          f"{beats(ret, row['zero_action'][0], zero_feasible)} |")
+
+
+def table(args) -> None:
+  """The suite's summary and per-task tables from a results file alone (``--save`` of
+  ``report --suite``): what docs/generalisation.md shows."""
+  with open(args.results) as f:
+    rows = json.load(f)
+  algos = args.algos.split(",")
+  print_suite_summary(rows, algos, args.task)
+  for task in args.task:
+    present = [algo for algo in algos if f"{task}/{algo}" in rows]
+    if not present:
+      continue
+    first = rows[f"{task}/{present[0]}"]
+    print_task_header(task, first["cost_limit"], first["zero_action"])
+    for algo in present:
+      print(task_row(algo, rows[f"{task}/{algo}"]))
 
 
 def print_suite_summary(rows: dict, algos: list[str], tasks: list[str]) -> None:
@@ -356,8 +387,8 @@ def cycles(args) -> None:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("command", choices=("run", "report", "cycles", "budgets"))
-  parser.add_argument("--out", required=True)
+  parser.add_argument("command", choices=("run", "report", "cycles", "budgets", "table"))
+  parser.add_argument("--out", help="the run directories (every command but table)")
   parser.add_argument("--task", nargs="+",
                       help=f"default: {' '.join(TASKS)}; with --suite and for budgets: SUITE")
   parser.add_argument("--algos", default=",".join(ALGOS))
@@ -370,12 +401,19 @@ def main() -> None:
                       help="report: also evaluate each seed's mode policy on this many episodes")
   parser.add_argument("--save", metavar="FILE.json",
                       help="report: also merge the per-seed values into this JSON file")
+  parser.add_argument("--results", default=os.path.join(os.path.dirname(BUDGETS),
+                                                       "generalisation_suite.json"),
+                      help="table: the results file to render")
   parser.add_argument("--suite", action="store_true",
                       help="run/report: each task at its budget (results/"
                            "generalisation_budgets.json); report: and the summary over tasks")
   args = parser.parse_args()
-  args.task = args.task or list(SUITE if args.suite or args.command == "budgets" else TASKS)
-  {"run": run, "report": report, "cycles": cycles, "budgets": budgets}[args.command](args)
+  if args.out is None and args.command != "table":
+    parser.error(f"{args.command} needs --out")
+  suite_wide = args.suite or args.command in ("budgets", "table")
+  args.task = args.task or list(SUITE if suite_wide else TASKS)
+  {"run": run, "report": report, "cycles": cycles, "budgets": budgets,
+   "table": table}[args.command](args)
 
 
 if __name__ == "__main__":
