@@ -17,7 +17,7 @@ import pytest
 from jaxsafe import agents, envs
 from jaxsafe.agents.first_order import cgpo, shac_lag
 from jaxsafe.agents.first_order.base import PreviousStep, recovery_weight_update
-from jaxsafe.agents.on_policy import appo, cost_rules, cppo, pdo, ppo
+from jaxsafe.agents.on_policy import appo, cost_rules, cppo, pdo, ppo, trpo
 from jaxsafe.agents.on_policy.base import standardize
 from jaxsafe.core import lagrange
 from jaxsafe.solvers import trust_region
@@ -104,6 +104,13 @@ def test_multiplier_steps_by_hand():
   new = cost_rules.pid_step(lagrange.init(0.0), 30.0, pid)
   assert float(new.multiplier) == pytest.approx(0.1 * 5 + 0.01 * 5 + 0.01 * 30)
   assert float(new.integral) == pytest.approx(5.0)
+  # trpo-lag's PI step: the ascent's integral lr * sum(J_C - b) plus Kp times an EMA of J_C - b.
+  pi = trpo.TRPOLagConfig(cost_limit=25.0, multiplier_learning_rate=0.1, multiplier_kp=0.2,
+                          multiplier_p_ema=0.5)
+  first = cost_rules.proportional_integral_step(lagrange.init(0.0), 30.0, pi)
+  assert float(first.multiplier) == pytest.approx(0.1 * 5 + 0.2 * 2.5)  # EMA from 0: 0.5 * 5
+  second = cost_rules.proportional_integral_step(first, 22.0, pi)  # J_C - b = -3
+  assert float(second.multiplier) == pytest.approx(0.1 * 2 + 0.2 * (0.5 * 2.5 - 0.5 * 3))
 
 
 def test_e_step_by_hand():

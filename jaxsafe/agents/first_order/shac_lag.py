@@ -36,7 +36,6 @@ from jaxsafe.core.metrics import prefixed
 from jaxsafe.envs.core import Env
 from jaxsafe.solvers import trust_region
 
-
 #: how the multiplier moves (``BPTTLagConfig.multiplier_rule``).
 MULTIPLIER_RULES = ("predictive", "ascent")
 #: the predictive multiplier where no step is predicted to reach b (``BPTTLagConfig.recovery``).

@@ -8,7 +8,8 @@ finished).
 
 - ``REWARD_ONLY``: the standardised reward advantage (``ppo``, ``trpo``);
 - ``lagrangian(step)``: a multiplier step on the measured J_C (``ascent_step``: Ray, Achiam and
-  Amodei 2019; ``pid_step``: Stooke, Achiam and Abbeel 2020, Algorithm 2), then the Lagrangian
+  Amodei 2019; ``pid_step``: Stooke, Achiam and Abbeel 2020, Algorithm 2;
+  ``proportional_integral_step``: the ascent plus a P term, trpo-lag's), then the Lagrangian
   advantage (A^R - lambda A^C) / (1 + lambda), each standardised over the batch (OmniSafe's
   normalisation).
 """
@@ -46,6 +47,18 @@ def ascent_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp) -> lag
                                          hp.multiplier_learning_rate)
 
 
+def proportional_integral_step(lag: lagrange.LagrangeState, episode_cost: jax.Array,
+                               hp) -> lagrange.LagrangeState:
+  """lambda = max(0, lambda_I + Kp P): the ascent step's integral lambda_I <- max(0, lambda_I +
+  lr (J_C - b)) plus a proportional term on an EMA of J_C - b (``multiplier_kp``,
+  ``multiplier_p_ema``): Stooke et al.'s PID controller with Ki = the ascent's step and no D term.
+  Integral control alone lets a policy that moves at a steady rate (TRPO's full-KL steps) overshoot
+  b by a limit cycle; the P term turns lambda back as soon as the cost crosses b
+  (docs/algorithms.md, "TRPO-Lag's multiplier")."""
+  return lagrange.pid_update(lag, episode_cost, hp.cost_limit, hp.multiplier_kp,
+                             hp.multiplier_learning_rate, 0.0, hp.multiplier_p_ema)
+
+
 def pid_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp) -> lagrange.LagrangeState:
   """lambda from the PID controller (Stooke et al. 2020, Algorithm 2)."""
   return lagrange.pid_update(lag, episode_cost, hp.cost_limit, hp.pid_kp, hp.pid_ki, hp.pid_kd,
@@ -71,7 +84,8 @@ def multiplier_init(hp) -> jax.Array:
 
 
 def lagrangian(step: MultiplierStep) -> CostRule:
-  """The Lagrangian rule with the multiplier update ``step`` (``ascent_step`` or ``pid_step``)."""
+  """The Lagrangian rule with the multiplier update ``step`` (``ascent_step``, ``pid_step`` or
+  ``proportional_integral_step``)."""
 
   def target(state: OnPolicyState, adv, episode, hp):
     lag = step_unless_unmeasured(step, state.lagrange, episode[1], hp)

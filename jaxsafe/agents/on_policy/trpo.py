@@ -5,7 +5,8 @@
   sqrt(2 delta / x^T F x) x with x = F^-1 g from conjugate gradient, then a backtracking line
   search. The unconstrained reference; the cost critic is still trained so costs are logged.
 - ``trpo-lag``: the same step on the Lagrangian advantage (A^R - lambda A^C) / (1 + lambda), lambda
-  by projected gradient ascent on the measured episode cost (Ray et al. 2019; as ``ppo-lag``).
+  by projected gradient ascent on the measured episode cost (Ray et al. 2019; as ``ppo-lag``)
+  plus a proportional term on J_C - b (ours, issue 39: ``cost_rules.proportional_integral_step``).
 - ``cpo`` (Achiam et al. 2017, Sec. 6.1): the step of the linearised problem
 
       max_x g.x   s.t.   c + b.x <= 0,   1/2 x^T F x <= delta,
@@ -45,7 +46,12 @@ from jaxsafe.agents.on_policy.base import (
   OnPolicyState,
   step_metrics,
 )
-from jaxsafe.agents.on_policy.cost_rules import REWARD_ONLY, CostRule, ascent_step, lagrangian
+from jaxsafe.agents.on_policy.cost_rules import (
+  REWARD_ONLY,
+  CostRule,
+  lagrangian,
+  proportional_integral_step,
+)
 from jaxsafe.core import distributions
 from jaxsafe.core.experience import flatten_steps
 from jaxsafe.core.metrics import prefixed
@@ -76,11 +82,14 @@ class TRPOConfig(OnPolicyConfig):
 
 @config
 class TRPOLagConfig(TRPOConfig):
-  """Hyper-parameters of ``trpo-lag``: ``TRPOConfig`` plus the multiplier of ``ppo-lag`` (step
-  size 0.035, OmniSafe's TRPOLag)."""
+  """Hyper-parameters of ``trpo-lag``: ``TRPOConfig`` plus the multiplier: the ascent of
+  ``ppo-lag`` (step size 0.035, OmniSafe's TRPOLag) and a proportional term (ours, issue 39:
+  Kp 0.1 on an EMA of weight 0.5 of J_C - b; ``multiplier_kp=0`` gives OmniSafe's rule)."""
 
-  multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size")
-  multiplier_init: float = hparam(0.0, 0.0, None, doc="initial multiplier")
+  multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size (integral)")
+  multiplier_kp: float = hparam(0.1, 0.0, None, doc="multiplier's proportional gain")
+  multiplier_p_ema: float = hparam(0.5, 0.0, 0.999, doc="EMA weight on the proportional term")
+  multiplier_init: float = hparam(0.0, 0.0, None, doc="multiplier before the first measured cost")
 
 
 class PolicyStep(NamedTuple):
@@ -190,4 +199,4 @@ def make_trpo(env: Env, config: TRPOConfig, name: str = "trpo", cost: CostRule =
 
 
 def make_trpo_lag(env: Env, config: TRPOLagConfig, name: str = "trpo-lag") -> Agent:
-  return make_trpo(env, config, name, lagrangian(ascent_step))
+  return make_trpo(env, config, name, lagrangian(proportional_integral_step))
