@@ -65,12 +65,13 @@ class PPOLagConfig(PPOConfig):
 @config
 class PIDLagConfig(PPOConfig):
   """Hyper-parameters of ``pid-lag``: ``PPOConfig`` plus the PID gains and EMA weights of
-  OmniSafe's CPPOPID (Kp 0.1, Ki 0.01, Kd 0.01, which follow Stooke et al. 2020), except the P
-  term's EMA weight: 0.5, not 0.95 (issue 39: the slower EMA lags the P term by ~20 updates and
-  keeps it negative after a feasible start; docs/algorithms.md, PID-Lag)."""
+  OmniSafe's CPPOPID (Kp 0.1, Kd 0.01, which follow Stooke et al. 2020), except two (issue 39;
+  docs/algorithms.md, PID-Lag): the integral gain is ppo-lag's ascent step 0.035, not 0.01, and
+  the P term's EMA weight 0.5, not 0.95 (the slower EMA lags the P term by ~20 updates and keeps
+  it negative after a feasible start)."""
 
   pid_kp: float = hparam(0.1, 0.0, None, doc="proportional gain")
-  pid_ki: float = hparam(0.01, 0.0, None, doc="integral gain")
+  pid_ki: float = hparam(0.035, 0.0, None, doc="integral gain")
   pid_kd: float = hparam(0.01, 0.0, None, doc="derivative gain")
   pid_delta_ema: float = hparam(0.5, 0.0, 0.999, doc="EMA weight on the P term")
   pid_d_ema: float = hparam(0.95, 0.0, 0.999, doc="EMA weight on the D term's cost")
