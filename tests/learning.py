@@ -90,12 +90,11 @@ def summary(run: dict[str, np.ndarray], episode_length: int = 100) -> dict[str, 
 # --- properties --------------------------------------------------------------------------------
 
 
-def at_limit(tolerance: float, min_efficiency: float | None = None, level: float = 1.0,
-             window: float = 0.1):
-  """Mean cost over the last ``window`` of training (default 10%) within ``tolerance``
-  (relative) of ``level`` x the limit; on cruise also the return at least ``min_efficiency`` of
-  the frontier sqrt(T J_C) (envs/cruise.py, Eq. 3). A wider window judges agents whose
-  multiplier swings the cost around the limit from update to update."""
+def at_limit(tolerance: float, min_efficiency: float | None = None, level: float = 1.0):
+  """Mean cost over the last 10% of training within ``tolerance`` (relative) of ``level`` x the
+  limit; on cruise also the return at least ``min_efficiency`` of the frontier sqrt(T J_C)
+  (envs/cruise.py, Eq. 3)."""
+  window = 0.1
 
   def check(run, limit):
     bad = []
