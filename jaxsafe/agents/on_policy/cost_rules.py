@@ -16,11 +16,13 @@ finished).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 
+from jaxsafe.agents.base import hparam
 from jaxsafe.agents.on_policy.base import OnPolicyState, standardize, with_multiplier
 from jaxsafe.core import lagrange
 
@@ -45,6 +47,16 @@ def ascent_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp) -> lag
   """lambda <- max(0, lambda + lr (J_C - b))."""
   return lagrange.gradient_ascent_update(lag, episode_cost, hp.cost_limit,
                                          hp.multiplier_learning_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProportionalTermConfig:
+  """The fields of ``proportional_integral_step`` on top of the ascent's ``multiplier_*``: a base
+  class of the configs whose multiplier uses it (``trpo-lag``, ``pdo``). Kp 0.1 on an EMA of
+  weight 0.5 of J_C - b (issue 39, docs/algorithms.md); ``multiplier_kp=0`` is the plain ascent."""
+
+  multiplier_kp: float = hparam(0.1, 0.0, None, doc="multiplier's proportional gain")
+  multiplier_p_ema: float = hparam(0.5, 0.0, 0.999, doc="EMA weight on the proportional term")
 
 
 def proportional_integral_step(lag: lagrange.LagrangeState, episode_cost: jax.Array,

@@ -49,6 +49,7 @@ from jaxsafe.agents.on_policy.base import (
 from jaxsafe.agents.on_policy.cost_rules import (
   REWARD_ONLY,
   CostRule,
+  ProportionalTermConfig,
   lagrangian,
   proportional_integral_step,
 )
@@ -81,14 +82,12 @@ class TRPOConfig(OnPolicyConfig):
 
 
 @config
-class TRPOLagConfig(TRPOConfig):
+class TRPOLagConfig(TRPOConfig, ProportionalTermConfig):
   """Hyper-parameters of ``trpo-lag``: ``TRPOConfig`` plus the multiplier: the ascent of
   ``ppo-lag`` (step size 0.035, OmniSafe's TRPOLag) and a proportional term (ours, issue 39:
   Kp 0.1 on an EMA of weight 0.5 of J_C - b; ``multiplier_kp=0`` gives OmniSafe's rule)."""
 
   multiplier_learning_rate: float = hparam(0.035, 0.0, None, doc="multiplier step size (integral)")
-  multiplier_kp: float = hparam(0.1, 0.0, None, doc="multiplier's proportional gain")
-  multiplier_p_ema: float = hparam(0.5, 0.0, 0.999, doc="EMA weight on the proportional term")
   multiplier_init: float = hparam(0.0, 0.0, None, doc="multiplier before the first measured cost")
 
 
