@@ -85,6 +85,25 @@ def test_conjugate_gradient_matches_a_dense_solve(problem):
     assert np.linalg.norm(matrix @ x_b - np.asarray(b)) < 0.5 * np.linalg.norm(np.asarray(b))
 
 
+def test_conjugate_gradient_is_exact_in_the_scale_of_b():
+  """CG is linear in b, and scaling b by a power of two is exact: in float32 the answer for a
+  gradient of ~1e-20 is the same numbers scaled (plain CG loses x there: r.r underflows; a
+  residual that collapsed below float32's range gave trpo-lag an infinite step on ``function``).
+  b = 0 gives x = 0. The matrix: damping plus a rank-6 Fisher-like term."""
+  k_basis, k_b = jax.random.split(jax.random.PRNGKey(0))
+  basis = jnp.linalg.qr(jax.random.normal(k_basis, (200, 6), jnp.float32))[0]
+  spectrum = jnp.arange(1.0, 7.0, dtype=jnp.float32)
+  matvec = lambda v: DAMPING * v + basis @ (spectrum * (basis.T @ v))
+  b = jax.random.normal(k_b, (200,), jnp.float32)
+  solve = jax.jit(conjugate_gradient, static_argnums=(0, 2))
+  reference = np.asarray(solve(matvec, b, 15))
+  assert reference.dtype == np.float32 and np.isfinite(reference).all()
+  for exponent in (-40, -70):
+    scaled = np.asarray(solve(matvec, b * 2.0 ** exponent, 15)) * 2.0 ** -exponent
+    np.testing.assert_array_equal(scaled, reference)
+  np.testing.assert_array_equal(np.asarray(solve(matvec, jnp.zeros_like(b), 15)), 0.0)
+
+
 def test_backtracking_line_search_takes_the_first_accepted_fraction():
   params = {"w": jnp.zeros(2)}
   step = {"w": jnp.array([1.0, 0.0])}

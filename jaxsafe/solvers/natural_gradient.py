@@ -8,9 +8,9 @@ mean KL at theta = theta_old. F is never formed:
 
 - ``fisher_vector_product``: v -> (F + damping I) v by forward-over-reverse differentiation of the
   KL (``jax.linearize`` of its gradient, so the forward pass is shared by every product);
-- ``conjugate_gradient``: x ~ (F + damping I)^-1 g after a fixed number of iterations
-  (``jax.scipy.sparse.linalg.cg`` with zero tolerance, so the count is fixed and the program jits
-  and vmaps over seeds);
+- ``conjugate_gradient``: x ~ (F + damping I)^-1 g after a fixed number of iterations, fewer
+  only once CG has converged to rounding (``jax.scipy.sparse.linalg.cg``; the program jits and
+  vmaps over seeds);
 - ``backtracking_line_search``: theta_old + decay^k step for the first k whose candidate passes
   the caller's test (surrogate improved, KL within bound, for CPO the cost surrogate), else
   theta_old.
@@ -47,11 +47,28 @@ def fisher_vector_product(kl: Callable[[Params], jax.Array], params: Params,
   return product
 
 
+#: CG stops once |r| <= this x |b|: only where it has converged to rounding (see below).
+CG_RELATIVE_TOLERANCE = 1e-15
+
+
 def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, iterations: int) -> Params:
-  """x with matvec(x) ~ b after exactly ``iterations`` CG iterations, starting from x = 0 (fewer
-  only if the residual reaches exactly zero). ``matvec`` must be symmetric positive definite."""
-  x, _ = jax.scipy.sparse.linalg.cg(matvec, b, tol=0.0, atol=0.0, maxiter=iterations)
-  return x
+  """x with matvec(x) ~ b after ``iterations`` CG iterations, starting from x = 0; fewer only once
+  the residual is below ``CG_RELATIVE_TOLERANCE`` |b|. ``matvec`` must be symmetric positive
+  definite; b = 0 gives x = 0.
+
+  Where the matrix has few distinct eigenvalues (a Fisher matrix of low rank plus damping: a
+  policy of a 1-D observation on ``function``), CG converges exactly in a few iterations; run on,
+  r.r falls below float32's range, p.Ap rounds to 0 and the step r.r / p.Ap is infinite (seen as
+  a NaN in trpo-lag on ``function``). The stop prevents that. b is first scaled by a power of two
+  (exact: every iterate scales with it) to a largest entry in [0.5, 1), so the stop does not
+  depend on b's units nor does r.r underflow for a gradient of 1e-20; where the stop does not
+  trigger, x is bit-for-bit the fixed-count answer."""
+  peak = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree.leaves(b)]))
+  _, exponent = jnp.frexp(jnp.where(peak > 0, peak, 1.0))  # peak = m 2^exponent, 0.5 <= m < 1
+  unit = jax.tree.map(lambda leaf: jnp.ldexp(leaf, -exponent), b)
+  x, _ = jax.scipy.sparse.linalg.cg(matvec, unit, tol=CG_RELATIVE_TOLERANCE, atol=0.0,
+                                    maxiter=iterations)
+  return jax.tree.map(lambda leaf: jnp.ldexp(leaf, exponent), x)
 
 
 def backtracking_line_search(params: Params, step: Params,
