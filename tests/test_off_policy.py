@@ -13,6 +13,7 @@ from conftest import AGENT_SMALL
 
 from jaxsafe import agents, train
 from jaxsafe.agents.off_policy import base as off_policy
+from jaxsafe.core import lagrange
 from jaxsafe.train.logger import read_progress
 
 #: 4 envs x 4 steps per update, 2 gradient steps of 8 transitions; learning starts at update 3.
@@ -216,3 +217,20 @@ def test_cvpo_threshold_shift_integrates_the_measured_excess():
   assert shift(eps_1 / 0.01 - 0.1, 1e4) == pytest.approx(eps_1 / 0.01, rel=1e-5)  # the cap
   assert shift(2.0, float("nan")) == 2.0
   assert shift(2.0, 35.0, CVPOConfig(cost_limit=b)) == 2.0  # k = 0: the paper's eps_1
+
+
+def test_measured_cost_step_by_hand():
+  """The multiplier of sac-/td3-/ddpg-lag and of cvpo's ``threshold_rule="multiplier"``: the PID
+  on the measured J_C - b in Q_c's units, f = (1 - gamma^T) / (T (1 - gamma)) per unit of episode
+  cost; kept while nothing has been measured (J_C NaN)."""
+  from jaxsafe.agents.off_policy.cvpo import CVPOConfig
+  from jaxsafe.agents.off_policy.lagrangian import measured_cost_step
+  T, f = 100, (1.0 - 0.99 ** 100) / (100 * 0.01)
+  hp = CVPOConfig(cost_limit=25.0, gamma=0.99, pid_kp=0.1, pid_ki=0.01, pid_kd=0.0)
+  first = measured_cost_step(lagrange.init(0.0), jnp.asarray(35.0), hp, T)
+  assert float(first.multiplier) == pytest.approx((0.1 + 0.01) * 10.0 * f, rel=1e-5)
+  second = measured_cost_step(first, jnp.asarray(20.0), hp, T)  # below b: P < 0, I shrinks
+  assert float(second.integral) == pytest.approx(5.0 * f, rel=1e-5)
+  assert float(second.multiplier) == pytest.approx(max(0.0, -0.5 * f + 0.05 * f), abs=1e-6)
+  kept = measured_cost_step(first, jnp.asarray(float("nan")), hp, T)
+  assert float(kept.multiplier) == float(first.multiplier)

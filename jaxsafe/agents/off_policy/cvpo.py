@@ -18,8 +18,11 @@ One ``update``:
 
 The cost threshold of the E-step is the episode limit b as a bound on the discounted Q_c
 (``off_policy.cost_threshold``); ``threshold_rule="measured"`` (an option of ours) moves the
-batch's Q_c by the measured J_C's relative excess instead (``measured_threshold``). The policy is a Gaussian in action space with an unbounded mean
-and a std floor ``min_std``; its samples are clipped to the action box. Choices where the paper is
+batch's Q_c by the measured J_C's relative excess instead (``measured_threshold``), and
+``threshold_rule="multiplier"`` (ours) drops the threshold: the E-step maximises Q_r - lambda Q_c
+within its KL bound, lambda from the Lagrangian baselines' PID on the measured episode cost
+(``lagrangian.measured_cost_step``). The policy is a Gaussian in action space with an unbounded
+mean and a std floor ``min_std``; its samples are clipped to the action box. Choices where the paper is
 silent, and the departures (the policy's parameterisation and the action penalisation, with the
 runs that motivated them), are in docs/algorithms.md ("CVPO").
 """
@@ -39,12 +42,17 @@ from jaxsafe.agents.off_policy.base import (
   cost_threshold,
   polyak,
 )
+from jaxsafe.agents.off_policy.lagrangian import MeasuredCostPIDConfig, measured_cost_step
+from jaxsafe.core import lagrange
 from jaxsafe.envs.core import Env
 from jaxsafe.solvers import action_weights, weighted_fit
 
+#: how the E-step treats the cost (``CVPOConfig.threshold_rule``).
+THRESHOLD_RULES = ("paper", "measured", "multiplier")
+
 
 @config
-class CVPOConfig(OffPolicyConfig):
+class CVPOConfig(OffPolicyConfig, MeasuredCostPIDConfig):
   """Hyper-parameters of ``cvpo``: ``OffPolicyConfig`` plus the E-step and M-step. Defaults from
   the authors' code (liuzuxin/cvpo-safe-rl @ aeca790: ``script/config/config_cvpo.yaml``, K 32,
   E-step KL 0.1, M = 6, actor Adam 2e-3, KL bounds 1e-3 / 1e-3; ``safe_rl/policy/cvpo.py``: dual
@@ -69,10 +77,13 @@ class CVPOConfig(OffPolicyConfig):
                                      "Acme's MPO; docs/algorithms.md)")
   action_penalty_kl: float = hparam(1e-3, 1e-8, None, doc="eps_penalty: KL bound of the "
                                     "penalty's E-step (Acme's MPO default)")
-  threshold_rule: str = static("paper", choices=("paper", "measured"), doc="the E-step's "
+  threshold_rule: str = static("paper", choices=THRESHOLD_RULES, doc="the E-step's "
                                "cost threshold: 'paper' eps_1; 'measured' the batch's Q_c moved "
                                "by the measured episode cost's relative excess (ours, issue "
-                               "39; threshold_gain is then not read)")
+                               "39; threshold_gain is then not read); 'multiplier' none: the "
+                               "E-step maximises Q_r - lambda Q_c, lambda from the Lagrangian "
+                               "baselines' PID on the measured episode cost (ours, issue 39; "
+                               "pid_* are read only here)")
   threshold_gain: float = hparam(0.0, 0.0, None, doc="k: the E-step's threshold is eps_1 - k S, "
                                  "S the sum over gradient steps of the measured episode cost's "
                                  "excess (J_C - b) eps_1 / b, capped so that the threshold stays "
@@ -88,6 +99,7 @@ class CVPODuals:
   eta_penalty: jax.Array  # the action penalty's temperature
   kl: weighted_fit.KLDuals  # the M-step's beta_mu, beta_Sigma
   threshold_shift: jax.Array  # S of ``threshold_gain`` (0 while the gain is 0)
+  multiplier: lagrange.LagrangeState  # lambda of ``threshold_rule="multiplier"`` (else 0)
 
 
 @struct.dataclass
@@ -136,7 +148,8 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
   def init(key: jax.Array, hparams=None) -> CVPOState:
     hp = hparams_of(config) if hparams is None else hparams
     duals = CVPODuals(eta=jnp.ones(()), lam=jnp.zeros(()), eta_penalty=jnp.ones(()),
-                      kl=weighted_fit.init_duals(), threshold_shift=jnp.zeros(()))
+                      kl=weighted_fit.init_duals(), threshold_shift=jnp.zeros(()),
+                      multiplier=lagrange.init(0.0))
     return extend(off.init(key, hp, actor_tx(hp)), CVPOState, duals=duals)
 
   def gradient_step(state: CVPOState, carry, step):
@@ -160,9 +173,18 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     threshold = eps_1 - hp.threshold_gain * shift
     if config.threshold_rule == "measured":
       threshold = measured_threshold(q_c.mean(), state.last_episode[1], hp.cost_limit, eps_1)
-    e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
-                                  init=(duals.eta, duals.lam),
-                                  iterations=config.e_step_iterations)
+    multiplier = duals.multiplier
+    if config.threshold_rule == "multiplier":
+      # Eq. 8-9 with no cost constraint on the Lagrangian Q_r - lambda Q_c (the cost term's
+      # zero values never bind, so the E-step's own lambda stays 0).
+      multiplier = measured_cost_step(multiplier, state.last_episode[1], hp, off.episode_length)
+      e_step = action_weights.solve(q_r - multiplier.multiplier * q_c, jnp.zeros_like(q_c), 1.0,
+                                    hp.e_step_kl_bound, init=(duals.eta, duals.lam),
+                                    iterations=config.e_step_iterations)
+    else:
+      e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
+                                    init=(duals.eta, duals.lam),
+                                    iterations=config.e_step_iterations)
     weights, eta_penalty, penalty_metrics = e_step.weights, duals.eta_penalty, {}
     if config.action_penalization:
       # MO-MPO: q_penalty = -|a - clip(a)|^2 as a second objective with its own KL bound; the
@@ -179,11 +201,12 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     params = {**params, "actor": actor}
     target = polyak(target, {k: params[k] for k in target}, hp.polyak)
     duals = CVPODuals(eta=e_step.eta, lam=e_step.lam, eta_penalty=eta_penalty, kl=kl_duals,
-                      threshold_shift=shift)
+                      threshold_shift=shift, multiplier=multiplier)
     metrics = {**critic_metrics, **m_metrics, "eta": e_step.eta, "lambda": e_step.lam,
                "e_step_feasible": e_step.feasible.astype(jnp.float32), "threshold": threshold,
                "q_reward_samples": q_r.mean(), "q_cost_samples": q_c.mean(),
-               "policy_std": jnp.exp(log_std).mean(), **penalty_metrics}
+               "policy_std": jnp.exp(log_std).mean(), "multiplier": multiplier.multiplier,
+               **penalty_metrics}
     return (params, target, critic_opt, actor_opt, duals), metrics
 
   def update(state: CVPOState):
@@ -195,4 +218,5 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
                    "reward_critic_loss", "cost_critic_loss", "q_cost", "kl_mean", "kl_cov",
                    "fit_before", "fit_after", "step_length", "beta_mean", "beta_cov", "eta",
                    "lambda", "e_step_feasible", "threshold", "q_reward_samples",
-                   "q_cost_samples", "policy_std", "eta_penalty", "outside_box")))
+                   "q_cost_samples", "policy_std", "eta_penalty", "outside_box",
+                   "multiplier")))

@@ -35,6 +35,8 @@ multiplier's signal and gains (step 3).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -56,17 +58,37 @@ from jaxsafe.envs.core import Env
 MULTIPLIER_SIGNALS = ("q_cost", "episode_cost")
 
 
+@dataclasses.dataclass(frozen=True)
+class MeasuredCostPIDConfig:
+  """The gains of the multiplier driven by the measured episode cost (``measured_cost_step``;
+  issue 39, docs/algorithms.md), applied once per gradient step: a base of
+  ``OffPolicyLagConfig`` and of ``CVPOConfig`` (``threshold_rule="multiplier"``)."""
+
+  pid_kp: float = hparam(0.01, 0.0, None, doc="proportional gain")
+  pid_ki: float = hparam(3e-4, 0.0, None, doc="integral gain (per actor step)")
+  pid_kd: float = hparam(0.0, 0.0, None, doc="derivative gain")
+
+
+def measured_cost_step(lag: lagrange.LagrangeState, episode_cost: jax.Array, hp,
+                       episode_length: int) -> lagrange.LagrangeState:
+  """lambda from the PID on the latest measured episode cost J_C against b, both in Q_c's units
+  (eps_1 / b per unit of episode cost, so b may be 0 or negative): OmniSafe's off-policy signal.
+  The state is kept while no episode has been measured (J_C NaN)."""
+  threshold = cost_threshold(hp.cost_limit, hp.gamma, episode_length)
+  signal = episode_cost * cost_threshold(1.0, hp.gamma, episode_length)
+  return lagrange.unless_unmeasured(
+      lagrange.pid_update(lag, signal, threshold, hp.pid_kp, hp.pid_ki, hp.pid_kd), lag,
+      episode_cost)
+
+
 @config
-class OffPolicyLagConfig(OffPolicyConfig):
+class OffPolicyLagConfig(OffPolicyConfig, MeasuredCostPIDConfig):
   """What the three baselines add to ``OffPolicyConfig``: the actor's step size, the PID gains
   (applied once per actor step) and the multiplier's signal. The gains are measured for the
   measured-episode-cost signal (issue 39, docs/algorithms.md); the CVPO authors' setting is
   ``multiplier_signal=q_cost, pid_kp=0.1, pid_ki=0.003, pid_kd=0.001``."""
 
   actor_learning_rate: float = hparam(1e-3, 0.0, 1.0, doc="Adam step size of the actor")
-  pid_kp: float = hparam(0.01, 0.0, None, doc="proportional gain")
-  pid_ki: float = hparam(3e-4, 0.0, None, doc="integral gain (per actor step)")
-  pid_kd: float = hparam(0.0, 0.0, None, doc="derivative gain")
   multiplier_signal: str = static("episode_cost", choices=MULTIPLIER_SIGNALS,
                                   doc="what the PID compares with the limit: 'episode_cost', "
                                   "the latest measured episode cost J_C against b, in Q_c's "
@@ -194,11 +216,8 @@ def _make(env: Env, config: OffPolicyLagConfig, name: str, off: OffPolicy,
       if config.multiplier_signal == "q_cost":
         new_lag = lagrange.pid_update(lag, jax.lax.stop_gradient(q_c.mean()), threshold,
                                       hp.pid_kp, hp.pid_ki, hp.pid_kd)
-      else:  # J_C in Q_c's units: eps_1 / b per unit of episode cost (b may be 0 or negative)
-        signal = episode_cost * cost_threshold(1.0, hp.gamma, off.episode_length)
-        new_lag = lagrange.unless_unmeasured(
-            lagrange.pid_update(lag, signal, threshold, hp.pid_kp, hp.pid_ki, hp.pid_kd), lag,
-            episode_cost)
+      else:
+        new_lag = measured_cost_step(lag, episode_cost, hp, off.episode_length)
       actor_loss = jnp.mean(regulariser - q_r)
       penalty = new_lag.multiplier * jnp.mean(q_c - threshold)
       return actor_loss + penalty, (new_lag, {
