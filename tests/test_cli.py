@@ -67,7 +67,7 @@ BAD_INPUTS = [
     (["train", "cgpo", "function", "--sweep", "multiplier_learning_rate=0.1,0.2"],
      "'multiplier_learning_rate' is not a hyper-parameter of cgpo"),
     (["train", "ppo", "function", "--sweep", "pid_kp=0.1,0.2"],
-     "(it belongs to pid-lag, sac-lag, td3-lag, ddpg-lag)"),
+     "(it belongs to pid-lag, cvpo, sac-lag, td3-lag, ddpg-lag)"),
     (["train", "bptt-lag", "function", "--set", "short_horizon=5"], "(it belongs to cgpo, mb-cgpo, shac-lag)"),
 ]
 
