@@ -22,8 +22,8 @@ batch's Q_c by the measured J_C's relative excess instead (``measured_threshold`
 ``threshold_rule="multiplier"`` (ours) drops the threshold: the E-step maximises Q_r - lambda Q_c
 within its KL bound, lambda from the Lagrangian baselines' PID on the measured episode cost
 (``lagrangian.measured_cost_step``). The policy is a Gaussian in action space with an unbounded
-mean and a std floor ``min_std``; its samples are clipped to the action box. Choices where the paper is
-silent, and the departures (the policy's parameterisation and the action penalisation, with the
+mean and a std floor ``min_std``; its samples are clipped to the action box. Choices where the
+paper is silent, and the departures (the policy's parameterisation and the action penalisation, with the
 runs that motivated them), are in docs/algorithms.md ("CVPO").
 """
 
@@ -173,18 +173,16 @@ def make_cvpo(env: Env, config: CVPOConfig, name: str = "cvpo") -> Agent:
     threshold = eps_1 - hp.threshold_gain * shift
     if config.threshold_rule == "measured":
       threshold = measured_threshold(q_c.mean(), state.last_episode[1], hp.cost_limit, eps_1)
-    multiplier = duals.multiplier
+    objective, constrained, multiplier = q_r, q_c, duals.multiplier
     if config.threshold_rule == "multiplier":
-      # Eq. 8-9 with no cost constraint on the Lagrangian Q_r - lambda Q_c (the cost term's
-      # zero values never bind, so the E-step's own lambda stays 0).
+      # Eq. 8-9 with no cost constraint on the Lagrangian Q_r - lambda Q_c (a zero cost under a
+      # threshold of 1 never binds, so the E-step's own lambda stays 0).
       multiplier = measured_cost_step(multiplier, state.last_episode[1], hp, off.episode_length)
-      e_step = action_weights.solve(q_r - multiplier.multiplier * q_c, jnp.zeros_like(q_c), 1.0,
-                                    hp.e_step_kl_bound, init=(duals.eta, duals.lam),
-                                    iterations=config.e_step_iterations)
-    else:
-      e_step = action_weights.solve(q_r, q_c, threshold, hp.e_step_kl_bound,
-                                    init=(duals.eta, duals.lam),
-                                    iterations=config.e_step_iterations)
+      objective = q_r - multiplier.multiplier * q_c
+      constrained, threshold = jnp.zeros_like(q_c), jnp.ones_like(threshold)
+    e_step = action_weights.solve(objective, constrained, threshold, hp.e_step_kl_bound,
+                                  init=(duals.eta, duals.lam),
+                                  iterations=config.e_step_iterations)
     weights, eta_penalty, penalty_metrics = e_step.weights, duals.eta_penalty, {}
     if config.action_penalization:
       # MO-MPO: q_penalty = -|a - clip(a)|^2 as a second objective with its own KL bound; the
